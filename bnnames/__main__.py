@@ -1,0 +1,3 @@
+from bnnames.cli import main
+
+main()

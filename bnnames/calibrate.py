@@ -1,0 +1,135 @@
+"""Population statistics for BatchNorm after training ("calibrate the batch norm at the end").
+
+Two estimators:
+- "full" (default, the lecture's): the mean and variance of each BatchNorm input over the whole
+  training split, layer by layer, each layer measured with the layers before it already
+  normalising with their calibrated statistics (what the inference network really computes);
+- "paper": Algorithm 2 of Ioffe & Szegedy, steps 8-10: pass training mini-batches of size m
+  through the *training* network and set E[x] = mean of the mini-batch means and
+  Var[x] = m/(m-1) * mean of the mini-batch variances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bnnames.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
+from bnnames.device import resolve_device
+from bnnames.errors import ConfigError
+from bnnames.evaluate import split_loss
+from bnnames.model import BatchNorm, NamesModel
+
+METHODS = ("full", "paper")
+CHUNK = 8192
+
+
+def calibrate(
+    model: NamesModel,
+    x: torch.Tensor,  # (N, block_size) training contexts
+    method: str = "full",
+    batch_size: int = 32,
+    generator: torch.Generator | None = None,
+) -> int:
+    """Store calibrated statistics in every BatchNorm; return how many examples were used."""
+    if method == "full":
+        return _calibrate_full(model, x)
+    return _calibrate_paper(model, x, batch_size, generator)
+
+
+@torch.inference_mode()
+def _calibrate_full(model: NamesModel, x: torch.Tensor) -> int:
+    model.eval()
+    model.use_stats("running")
+    for index, layer in enumerate(model.layers):
+        if not isinstance(layer, BatchNorm):
+            continue
+        total = torch.zeros(layer.weight.shape, dtype=torch.float64, device=x.device)
+        total_sq = torch.zeros_like(total)
+        count = 0
+        for start in range(0, x.shape[0], CHUNK):
+            h = _input_of(model, index, x[start : start + CHUNK]).double()  # (chunk, ..., C)
+            h = h.reshape(-1, h.shape[-1])
+            total += h.sum(0)
+            total_sq += (h * h).sum(0)
+            count += h.shape[0]
+        mean = total / count
+        var = (total_sq - count * mean * mean).clamp_min(0) / (count - 1)  # unbiased, as the lecture's std
+        layer.set_calibration(mean.float(), var.float() if layer.spread == "var" else var.sqrt().float())
+        layer.use_calibrated = True  # the next layers are measured through this one, calibrated
+    return x.shape[0]
+
+
+def _input_of(model: NamesModel, index: int, x: torch.Tensor) -> torch.Tensor:
+    """Run the first `index` layers: the input of layer `index`."""
+    for layer in model.layers[:index]:
+        x = layer(x)
+    return x
+
+
+@torch.inference_mode()
+def _calibrate_paper(model: NamesModel, x: torch.Tensor, m: int, generator: torch.Generator | None) -> int:
+    norms = model.batch_norms()
+    saved = {id(bn): {k: v.clone() for k, v in bn.named_buffers()} for bn in norms}
+    means: dict[int, list[torch.Tensor]] = {id(bn): [] for bn in norms}
+    variances: dict[int, list[torch.Tensor]] = {id(bn): [] for bn in norms}
+
+    def record(bn: BatchNorm, inputs: tuple[torch.Tensor]) -> None:
+        h = inputs[0].reshape(-1, inputs[0].shape[-1])
+        means[id(bn)].append(h.mean(0).double())
+        variances[id(bn)].append(h.var(0).double())  # unbiased: m/(m-1) * the batch variance
+
+    hooks = [bn.register_forward_pre_hook(record) for bn in norms]
+    model.train()  # mini-batch statistics, as during training
+    order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    batches = x.shape[0] // m  # every example at most once; the last partial batch is dropped
+    try:
+        for b in range(batches):
+            model(x[order[b * m : (b + 1) * m]])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for bn in norms:  # the training pass must not move the running estimates
+            for name, value in saved[id(bn)].items():
+                getattr(bn, name).copy_(value)
+        model.eval()
+    for bn in norms:
+        mean = torch.stack(means[id(bn)]).mean(0)
+        var = torch.stack(variances[id(bn)]).mean(0)
+        bn.set_calibration(mean.float(), var.float() if bn.spread == "var" else var.sqrt().float())
+    model.use_stats("calibrated")
+    return batches * m
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    method: str
+    layers: int  # BatchNorm layers calibrated
+    examples: int  # training examples the statistics were measured on
+    losses: dict[str, dict[str, float]]  # {"running"|"calibrated": {"train": .., "val": ..}}
+    note: str | None
+
+
+def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str) -> CalibrationReport:
+    """Calibrate a checkpoint's BatchNorm layers and rewrite it atomically in place."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown --method {method!r}: choose full or paper")
+    ckpt = load_checkpoint(path)
+    target = resolve_device(device)
+    model = ckpt.model.to(target)
+    if not model.batch_norms():
+        raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
+    dataset = dataset_for(ckpt, data)
+    examples = {split: tuple(t.to(target) for t in dataset.examples(split)) for split in ("train", "val")}
+    generator = torch.Generator().manual_seed(ckpt.train_config.seed)  # the paper method's batch order
+    used = calibrate(model, examples["train"][0], method, ckpt.train_config.batch_size, generator)
+    losses = {}
+    for kind in ("running", "calibrated"):
+        model.use_stats(kind)
+        losses[kind] = {split: split_loss(model, *examples[split]) for split in examples}
+    calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256}
+    save_checkpoint(path, dataclasses.replace(ckpt, model=model, calibration=calibration))
+    return CalibrationReport(method, len(model.batch_norms()), used, losses, data_note(ckpt, dataset))

@@ -1,0 +1,240 @@
+"""The one checkpoint format: a safetensors file with weights, BatchNorm buffers and metadata.
+
+Tensors: every parameter and buffer of the model under its `state_dict` name (BatchNorm's
+running_mean / running_var / num_batches_tracked, and calibrated_* when calibrated), plus
+`train.generator_state`, the CPU generator's state after the last step (exact resume).
+Metadata (string -> string, JSON where structured) rebuilds everything else. Loading lives
+in `load_checkpoint` alone: it checks the header before reading tensors and never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from bnnames import __version__
+from bnnames.config import ModelConfig, TrainConfig, from_json_dict, to_json_dict
+from bnnames.data import Dataset, Vocab, load_dataset
+from bnnames.errors import BnnamesError, CheckpointError, DataError
+from bnnames.files import atomic_write_bytes
+from bnnames.model import BatchNorm, NamesModel, build_model
+
+FORMAT_NAME = "bnnames.checkpoint"
+FORMAT_VERSION = "1"
+GENERATOR_KEY = "train.generator_state"
+MAX_HEADER_BYTES = 1 << 24  # a real header is a few KB; bound what a hostile file can make us parse
+META_KEYS = (
+    "format", "format_version", "bnnames_version", "model_config", "train_config", "vocab",
+    "data_path", "data_sha256", "split_seed", "step", "losses", "calibration",
+)  # fmt: skip
+DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
+
+
+@dataclass
+class Checkpoint:
+    """Everything a saved run holds; `model` is built and loaded, on the CPU."""
+
+    model: NamesModel
+    model_config: ModelConfig
+    train_config: TrainConfig
+    vocab: Vocab
+    data_path: str
+    data_sha256: str
+    step: int  # optimisation steps done
+    generator_state: torch.Tensor  # uint8 state of the CPU generator after `step` steps
+    losses: dict[str, float] = field(default_factory=dict)  # final full-split losses, when done
+    calibration: dict[str, Any] = field(default_factory=dict)  # how calibrated stats were made
+
+    @property
+    def complete(self) -> bool:
+        return self.step >= self.train_config.steps
+
+
+def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
+    """Write atomically: a crash leaves the previous file or this one, never half of one."""
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in ckpt.model.state_dict().items()}
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"refusing to save non-finite values in {', '.join(bad)}")
+    tensors[GENERATOR_KEY] = ckpt.generator_state.to(torch.uint8).contiguous()
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "bnnames_version": __version__,
+        "model_config": json.dumps(to_json_dict(ckpt.model_config)),
+        "train_config": json.dumps(to_json_dict(ckpt.train_config)),
+        "vocab": json.dumps(list(ckpt.vocab.chars), ensure_ascii=False),
+        "data_path": ckpt.data_path,
+        "data_sha256": ckpt.data_sha256,
+        "split_seed": str(ckpt.train_config.split_seed),
+        "step": str(ckpt.step),
+        "losses": json.dumps(ckpt.losses),
+        "calibration": json.dumps(ckpt.calibration),
+    }
+    try:
+        atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Open, validate and rebuild a checkpoint; every failure is a one-line CheckpointError."""
+    path = Path(path)
+    header = _read_header(path)
+    meta = header.pop("__metadata__", None)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is a safetensors file but not a bnnames checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {meta.get('format_version')!r}; this bnnames "
+            f"({__version__}) reads version {FORMAT_VERSION}: upgrade bnnames or retrain"
+        )
+    try:
+        ckpt_fields = _parse_metadata(meta)
+        expected = _expected_tensors(ckpt_fields["model_config"], ckpt_fields["vocab"], header)
+    except BnnamesError as err:
+        raise CheckpointError(f"{path} has invalid metadata: {err}") from None
+    _check_tensor_table(path, header, expected)
+    tensors = _read_tensors(path)
+    model = build_model(ckpt_fields["model_config"], ckpt_fields["vocab"].size)
+    for bn_name, bn in _named_batch_norms(model):
+        if f"{bn_name}.calibrated_mean" in tensors:
+            bn.set_calibration(bn.running_mean, getattr(bn, f"running_{bn.spread}"))
+    generator_state = tensors.pop(GENERATOR_KEY)
+    model.load_state_dict(tensors, strict=True)
+    return Checkpoint(model=model, generator_state=generator_state, **ckpt_fields)
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """The JSON header, read with bounds: never trust the length a file claims."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist: train one with `bnnames train` or pass -c PATH")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path} is not a safetensors checkpoint (too short)")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_HEADER_BYTES or length + 8 > size:
+                raise CheckpointError(f"{path} is not a valid safetensors file (header length {length} is impossible)")
+            raw = handle.read(length)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a valid safetensors file (corrupt header)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a valid safetensors file (corrupt header)")
+    return header
+
+
+def _parse_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    missing = [key for key in META_KEYS if not isinstance(meta.get(key), str)]
+    if missing:
+        raise CheckpointError(f"missing or non-text fields: {', '.join(missing)}")
+    try:
+        model_config = from_json_dict(ModelConfig, json.loads(meta["model_config"]))
+        train_config = from_json_dict(TrainConfig, json.loads(meta["train_config"]))
+        chars = json.loads(meta["vocab"])
+        losses = json.loads(meta["losses"])
+        calibration = json.loads(meta["calibration"])
+        step = int(meta["step"])
+        split_seed = int(meta["split_seed"])
+    except (ValueError, TypeError, RecursionError):
+        raise CheckpointError("a field is not valid JSON or not a number") from None
+    if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars) or not chars:
+        raise CheckpointError("the vocabulary must be a list of characters")
+    vocab = Vocab(tuple(chars))
+    if split_seed != train_config.split_seed:
+        raise CheckpointError("split_seed disagrees with the train config")
+    if not 0 <= step <= train_config.steps:
+        raise CheckpointError(f"step {step} is outside 0..{train_config.steps}")
+    good_losses = isinstance(losses, dict) and all(
+        isinstance(v, float | int) and math.isfinite(v) for v in losses.values()
+    )
+    if not good_losses or not isinstance(calibration, dict):
+        raise CheckpointError("losses and calibration must be JSON objects of finite numbers")
+    if len(meta["data_sha256"]) != 64:
+        raise CheckpointError("data_sha256 is not a SHA-256 hex digest")
+    return dict(
+        model_config=model_config, train_config=train_config, vocab=vocab, data_path=meta["data_path"],
+        data_sha256=meta["data_sha256"], step=step, losses=losses, calibration=calibration,
+    )  # fmt: skip
+
+
+def _expected_tensors(config: ModelConfig, vocab: Vocab, header: dict[str, Any]) -> dict[str, tuple]:
+    """Name -> (dtype, shape) that `config` implies, built on the meta device (no allocation)."""
+    with torch.device("meta"):
+        model = build_model(config, vocab.size)
+    expected = {name: (t.dtype, tuple(t.shape)) for name, t in model.state_dict().items()}
+    for bn_name, bn in _named_batch_norms(model):
+        if f"{bn_name}.calibrated_mean" in header:  # calibration is optional, but all or nothing
+            expected[f"{bn_name}.calibrated_mean"] = expected[f"{bn_name}.running_mean"]
+            expected[f"{bn_name}.calibrated_{bn.spread}"] = expected[f"{bn_name}.running_mean"]
+    expected[GENERATOR_KEY] = (torch.uint8, tuple(torch.Generator().get_state().shape))
+    return expected
+
+
+def _check_tensor_table(path: Path, header: dict[str, Any], expected: dict[str, tuple]) -> None:
+    if set(header) != set(expected):
+        odd = sorted(set(header) ^ set(expected))[:3]
+        raise CheckpointError(f"{path} does not hold the tensors its config implies (e.g. {', '.join(odd)})")
+    for name, (dtype, shape) in expected.items():
+        entry = header[name]
+        got = (DTYPES.get(entry.get("dtype")), tuple(entry.get("shape", ()))) if isinstance(entry, dict) else None
+        if got != (dtype, shape):
+            raise CheckpointError(f"{path}: tensor {name} should be {dtype} {list(shape)}, the file holds {entry}")
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is corrupt or truncated ({str(err).splitlines()[0][:120]})") from None
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{path} holds non-finite values in {', '.join(bad[:3])}: it cannot be used")
+    return tensors
+
+
+def _named_batch_norms(model: NamesModel) -> list[tuple[str, BatchNorm]]:
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, BatchNorm)]
+
+
+def dataset_for(ckpt: Checkpoint, data: Path | None) -> Dataset:
+    """The names file a checkpoint was trained on, split as in training.
+
+    The file is found through the path stored in the checkpoint unless `data` points
+    elsewhere. If its SHA-256 differs from the one recorded at training time, it is refused
+    unless the user named it with `data` (then the caller tells them which file is used).
+    """
+    path = Path(data) if data is not None else Path(ckpt.data_path)
+    if data is None and not path.exists():
+        raise DataError(f"the names file of this checkpoint, {path}, is gone: pass --data PATH to the file")
+    dataset = load_dataset(path, ckpt.train_config.split_seed, ckpt.model_config.block_size, ckpt.vocab)
+    if data is None and dataset.sha256 != ckpt.data_sha256:
+        raise DataError(
+            f"{path} changed since training (its SHA-256 differs from the checkpoint's): "
+            "pass --data PATH to use it anyway, or restore the original file"
+        )
+    return dataset
+
+
+def data_note(ckpt: Checkpoint, dataset: Dataset) -> str | None:
+    """A warning to show when the user's --data is not the file the model was trained on."""
+    if dataset.sha256 == ckpt.data_sha256:
+        return None
+    return f"using {dataset.path}, which differs from the names file this model was trained on"

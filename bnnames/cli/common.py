@@ -1,0 +1,83 @@
+"""What every command shares: the checkpoint, device and data options, and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from bnnames.errors import BnnamesError
+
+CHECKPOINT_ENV = "BNNAMES_CHECKPOINT"
+DEFAULT_CHECKPOINT = "bnnames.safetensors"
+
+CheckpointOpt = Annotated[
+    Path,
+    typer.Option("--checkpoint", "-c", envvar=CHECKPOINT_ENV, help="Checkpoint file to read or write.",
+                 dir_okay=True, show_envvar=True),
+]  # fmt: skip
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where to compute: auto, cpu, cuda or mps.")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", help="Names file to use instead of the one stored in the checkpoint.",
+                 show_default="the checkpoint's"),
+]  # fmt: skip
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def stdout() -> Console:
+    return Console(highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line on stderr and give the exit to raise."""
+    stderr().print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True)
+    return typer.Exit(code)
+
+
+def note(message: str) -> None:
+    stderr().print(f"[yellow]note:[/] {message}", soft_wrap=True)
+
+
+def one_line_errors(command: F) -> F:
+    """Turn the project's errors, and any bug, into one line on stderr and exit code 1.
+
+    `bnnames --debug ...` (or BNNAMES_DEBUG=1) lets the traceback through instead. The
+    command takes the Typer context as `ctx` so the root's --debug flag can be read.
+    """
+
+    @functools.wraps(command)
+    def wrapper(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
+        debug = os.environ.get("BNNAMES_DEBUG") == "1" or bool(ctx.find_root().params.get("debug"))
+        try:
+            return command(ctx, *args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except BnnamesError as err:
+            if debug:
+                raise
+            raise fail(_escape(str(err))) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", code=130) from None
+        except Exception as err:  # a bug: still one line, with the way to see more
+            if debug:
+                raise
+            raise fail(_escape(f"internal error: {type(err).__name__}: {err} (run with --debug for details)")) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(" ".join(text.split()))  # one line, and no accidental rich markup

@@ -1,0 +1,43 @@
+"""`bnnames eval`: loss, bits per character and perplexity of a checkpoint on a split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+
+
+@one_line_errors
+def evaluate(
+    ctx: typer.Context,
+    split: Annotated[str, typer.Option(help="Which split: train, val, test or all.")] = "val",
+    stats: Annotated[str | None, typer.Option(help="BatchNorm statistics: running or calibrated.", show_default="calibrated when present")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (a list of them for --split all).")] = False,
+    checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
+    data: DataOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Measure a checkpoint's loss on a split, in eval mode."""
+    from bnnames.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(checkpoint, split, stats, data, device)
+    if report.note:
+        note(report.note)
+    rows = [
+        {"split": r.split, "loss": r.loss, "bits_per_char": r.bits_per_char, "perplexity": r.perplexity,
+         "examples": r.examples, "stats": r.stats}
+        for r in report.losses
+    ]  # fmt: skip
+    if as_json:
+        print(json.dumps(rows if split == "all" else rows[0]))
+        return
+    table = Table("split", "loss (nats)", "bits/char", "perplexity", "examples", "BatchNorm stats")
+    for r in rows:
+        table.add_row(r["split"], f"{r['loss']:.4f}", f"{r['bits_per_char']:.4f}", f"{r['perplexity']:.3f}",
+                      f"{r['examples']:,}", r["stats"])  # fmt: skip
+    stdout().print(table)

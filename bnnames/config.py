@@ -1,0 +1,170 @@
+"""Typed, frozen settings. Every default is defined here once; the CLI reads them from here.
+
+This module must not import torch: the CLI builds its `--help` from these classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bnnames.errors import ConfigError
+
+Norm = Literal["batch", "none"]
+BNStyle = Literal["paper", "lecture"]
+Arch = Literal["mlp"]
+
+ARCHS: tuple[str, ...] = ("mlp",)
+NORMS: tuple[str, ...] = ("batch", "none")
+BN_STYLES: tuple[str, ...] = ("paper", "lecture")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network. Defaults are the reference model of the makemore BatchNorm lecture."""
+
+    arch: Arch = "mlp"  # the one model factory picks the network from this
+    block_size: int = 3  # context: how many previous characters predict the next one
+    n_embd: int = 10  # width of each character's embedding vector
+    n_hidden: int = 200  # width of each hidden Linear -> BatchNorm -> tanh layer
+    n_layers: int = 1  # number of hidden layers
+    norm: Norm = "batch"  # "none" gives Linear layers a bias instead, to see what BN changes
+    bn_style: BNStyle = "paper"  # "lecture": unbiased std, no eps, running std (the notebook's)
+    bn_momentum: float = 0.001  # running = (1 - momentum) * running + momentum * batch statistic
+    bn_eps: float = 1e-5  # added to the variance before the square root (paper style only)
+    out_scale: float = 0.01  # output weights are drawn N(0,1) * out_scale: confident-free start
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("bn_style", self.bn_style, BN_STYLES)
+        _check_range("block_size", self.block_size, 1, 64)
+        _check_range("n_embd", self.n_embd, 1, 4096)
+        _check_range("n_hidden", self.n_hidden, 1, 16384)
+        _check_range("n_layers", self.n_layers, 1, 64)
+        _check_range("bn_momentum", self.bn_momentum, 0.0, 1.0)
+        _check_range("bn_eps", self.bn_eps, 0.0, 1.0)
+        _check_range("out_scale", self.out_scale, 0.0, 100.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is optimised: plain SGD with one step decay of the learning rate."""
+
+    steps: int = 200_000  # total optimisation steps of the run
+    batch_size: int = 32  # examples per mini-batch (BatchNorm needs at least 2)
+    lr: float = 0.1  # learning rate before `decay_at`
+    decay_at: int = 100_000  # from this step on, the learning rate is lr * decay
+    decay: float = 0.1  # the step decay factor
+    seed: int = 2147483647  # seeds the one generator that draws the init, then every batch
+    split_seed: int = 42  # seeds the shuffle that makes the 80/10/10 split
+
+    def __post_init__(self) -> None:
+        _check_range("steps", self.steps, 1, 10**10)
+        if self.batch_size < 2:
+            raise ConfigError(
+                f"--batch-size must be at least 2 (got {self.batch_size}): BatchNorm normalises "
+                "each feature over the batch and needs more than one value per feature"
+            )
+        _check_range("batch_size", self.batch_size, 2, 1 << 20)
+        if not (self.lr > 0 and self.lr < float("inf")):
+            raise ConfigError(f"--lr must be a positive number (got {self.lr})")
+        _check_range("decay_at", self.decay_at, 0, 10**10)
+        _check_range("decay", self.decay, 0.0, 1e6)
+        _check_range("seed", self.seed, 0, 2**63 - 1)
+        _check_range("split_seed", self.split_seed, 0, 2**63 - 1)
+
+    def lr_at(self, step: int) -> float:
+        """Step decay from the reference schedule: lr until `decay_at`, then lr * decay."""
+        return self.lr if step < self.decay_at else self.lr * self.decay
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    count: int = 20  # how many names to print
+    seed: int | None = None  # same seed, same names; None draws a fresh seed
+    temperature: float = 1.0  # < 1 sharper and more common names, > 1 wilder ones
+    top_k: int | None = None  # sample only among the k likeliest next characters
+    prefix: str = ""  # every name starts with these characters
+    max_length: int = 30  # a name that reaches this length is cut there
+    batch: int = 1024  # names advanced together
+
+    def __post_init__(self) -> None:
+        _check_range("count", self.count, 1, 10**8)
+        if not (0 < self.temperature < float("inf")):
+            raise ConfigError(f"--temperature must be a positive number (got {self.temperature})")
+        if self.top_k is not None:
+            _check_range("top_k", self.top_k, 1, 1 << 20)
+        _check_range("max_length", self.max_length, 1, 10_000)
+        if len(self.prefix) >= self.max_length:
+            raise ConfigError(f"--prefix {self.prefix!r} leaves no room under --max-length {self.max_length}")
+        _check_range("batch", self.batch, 1, 1 << 20)
+
+
+PRESETS: tuple[str, ...] = ("default", "lecture")
+
+
+def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
+    """The named starting point; command-line options override single fields of it."""
+    if name == "default":
+        return ModelConfig(), TrainConfig()
+    if name == "lecture":
+        # the notebook's arithmetic exactly: unbiased std, no eps, a running std buffer
+        return ModelConfig(bn_style="lecture"), TrainConfig()
+    raise ConfigError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")
+
+
+def to_json_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_json_dict(cls: type, data: Any) -> Any:
+    """Rebuild a config from stored JSON, refusing unknown fields and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(sorted(unknown))}")
+    for name, value in data.items():
+        default = getattr(cls, name, None)
+        wanted = type(default) if default is not None else str
+        ok = isinstance(value, wanted) and not (wanted is int and isinstance(value, bool))
+        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+            data = {**data, name: value}
+        if not ok:
+            raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__}, got {value!r}")
+    return cls(**data)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (low <= value <= high):
+        raise ConfigError(f"{flag(name)} must be between {low} and {high} (got {value})")
+
+
+SAVE_EVERY = 10_000  # steps between periodic checkpoint saves of a training run
+
+
+def resolve_configs(preset_name: str, overrides: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """A preset with single fields replaced, e.g. {"lr": 0.05, "n_hidden": 300}."""
+    model, train = preset(preset_name)
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - model_keys - train_keys
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    model = dataclasses.replace(model, **{k: v for k, v in overrides.items() if k in model_keys})
+    train = dataclasses.replace(train, **{k: v for k, v in overrides.items() if k in train_keys})
+    return model, train
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a config field: n_hidden -> --n-hidden."""
+    return "--" + name.replace("_", "-")

@@ -1,0 +1,75 @@
+"""Loss of a model over a whole split, in eval mode (BatchNorm uses population statistics)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
+from bnnames.data import SPLITS
+from bnnames.device import resolve_device
+from bnnames.errors import ConfigError
+from bnnames.model import NamesModel
+
+CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
+
+
+@dataclass(frozen=True)
+class SplitLoss:
+    split: str
+    loss: float  # mean cross-entropy, nats per character (the end token counts as one)
+    examples: int
+    stats: str  # "running" or "calibrated"
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+
+@torch.inference_mode()
+def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> float:
+    """Mean cross-entropy over (x (N, T), y (N,)), summed in float64 across chunks."""
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], chunk):
+        logits = model(x[start : start + chunk])  # (chunk, vocab)
+        total += F.cross_entropy(logits, y[start : start + chunk], reduction="sum").double()
+    return total.item() / x.shape[0]
+
+
+STAT_KINDS = ("running", "calibrated")
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    losses: list[SplitLoss]
+    note: str | None  # set when --data is not the training file
+
+
+def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | None, device: str) -> EvalReport:
+    """Loss on one split or on all three; `stats` None means calibrated when present."""
+    if split not in (*SPLITS, "all"):
+        raise ConfigError(f"unknown --split {split!r}: choose one of {', '.join(SPLITS)}, all")
+    if stats is not None and stats not in STAT_KINDS:
+        raise ConfigError(f"unknown --stats {stats!r}: choose running or calibrated")
+    ckpt = load_checkpoint(path)
+    kind = stats or ("calibrated" if ckpt.model.has_calibration() else "running")
+    if kind == "calibrated" and not ckpt.model.has_calibration():
+        raise ConfigError(f"{path} has no calibrated statistics: run `bnnames calibrate` first, or use --stats running")
+    dataset = dataset_for(ckpt, data)
+    target = resolve_device(device)
+    model = ckpt.model.to(target)
+    model.use_stats(kind)
+    losses = []
+    for name in SPLITS if split == "all" else (split,):
+        x, y = (t.to(target) for t in dataset.examples(name))
+        losses.append(SplitLoss(name, split_loss(model, x, y), x.shape[0], kind))
+    return EvalReport(losses, data_note(ckpt, dataset))

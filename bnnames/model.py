@@ -1,0 +1,205 @@
+"""The network: embedding -> (Linear -> BatchNorm -> tanh) x n_layers -> Linear.
+
+Layers are small hand-written modules in the makemore style, so every step of Batch
+Normalization is visible; the one factory `build_model` turns a `ModelConfig` into a network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bnnames.config import ModelConfig
+
+TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
+
+
+class BatchNorm(nn.Module):
+    """Batch Normalization over the last (feature) dimension.
+
+    Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift". Training mode is Algorithm 1 on each mini-batch B = {x_1..m}:
+
+        mu_B = 1/m sum x_i                      (mini-batch mean)
+        var_B = 1/m sum (x_i - mu_B)^2          (mini-batch variance)
+        x_hat = (x - mu_B) / sqrt(var_B + eps)  (normalise)
+        y = gain * x_hat + bias                 (scale and shift)
+
+    and updates the running estimates used by eval mode (Algorithm 2's inference network):
+    ``running = (1 - momentum) * running + momentum * batch statistic``, with the unbiased
+    variance m/(m-1) var_B, exactly as ``torch.nn.BatchNorm1d``. Eval mode normalises with the
+    running estimates, or with `calibrated` ones measured over the whole training split.
+
+    ``style="lecture"`` is the makemore notebook's arithmetic instead: divide by the unbiased
+    standard deviation with no eps, and keep a running *standard deviation*.
+
+    Args:
+        num_features: C, the size of the feature dimension. Default: required.
+        momentum: weight of each new batch in the running estimates. Default: 0.001.
+        eps: added to the variance for numerical stability (paper style). Default: 1e-5.
+        style: "paper" or "lecture". Default: "paper".
+
+    Shape:
+        input (N, C) or (N, T, C): statistics are taken over every dimension but the last.
+        output: same shape as the input.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.001, eps: float = 1e-5, style: str = "paper") -> None:
+        super().__init__()
+        self.momentum, self.eps, self.style = momentum, eps, style
+        self.spread = "var" if style == "paper" else "std"  # which second-moment statistic
+        self.weight = nn.Parameter(torch.ones(num_features))  # gamma, the gain
+        self.bias = nn.Parameter(torch.zeros(num_features))  # beta
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer(f"running_{self.spread}", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.use_calibrated = False  # eval mode: calibrated statistics instead of running ones
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean, spread = self.batch_stats(x)
+            self._update_running(mean, spread, count=x.numel() // x.shape[-1])
+        else:
+            mean, spread = self.inference_stats()
+        if self.style == "lecture":
+            return self.weight * (x - mean) / spread + self.bias  # the notebook's order of ops
+        x_hat = (x - mean) / torch.sqrt(spread + self.eps)
+        return self.weight * x_hat + self.bias
+
+    def batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mini-batch mean and spread (biased variance, or unbiased std for the lecture style)."""
+        dims = tuple(range(x.dim() - 1))  # every dimension but the features
+        if self.style == "lecture":
+            return x.mean(dims), x.std(dims)
+        return x.mean(dims), x.var(dims, unbiased=False)
+
+    def inference_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        prefix = "calibrated" if self.use_calibrated else "running"
+        return getattr(self, f"{prefix}_mean"), getattr(self, f"{prefix}_{self.spread}")
+
+    def has_calibration(self) -> bool:
+        return hasattr(self, "calibrated_mean")
+
+    def set_calibration(self, mean: torch.Tensor, spread: torch.Tensor) -> None:
+        """Store population statistics (unbiased variance, or std for the lecture style)."""
+        self.register_buffer("calibrated_mean", mean.detach().to(self.running_mean).clone())
+        self.register_buffer(f"calibrated_{self.spread}", spread.detach().to(self.running_mean).clone())
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, spread: torch.Tensor, count: int) -> None:
+        if self.style == "paper":
+            spread = spread * (count / max(count - 1, 1))  # unbiased, as torch.nn.BatchNorm1d
+        running_spread = getattr(self, f"running_{self.spread}")
+        self.running_mean.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
+        running_spread.mul_(1 - self.momentum).add_(spread, alpha=self.momentum)
+        self.num_batches_tracked.add_(1)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, momentum={self.momentum}, eps={self.eps}, style={self.style}"
+
+
+class Embedding(nn.Module):
+    """A lookup table of character vectors: ids (B, T) -> (B, T, n_embd)."""
+
+    def __init__(self, num: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num, dim))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.weight[idx]
+
+
+class Flatten(nn.Module):
+    """Concatenate the context's vectors: (B, T, C) -> (B, T * C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], -1)
+
+
+class Linear(nn.Module):
+    """y = x @ W (+ b), with W stored (fan_in, fan_out) as in the lecture (same random draws)."""
+
+    def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(fan_in, fan_out))
+        self.bias = nn.Parameter(torch.empty(fan_out)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x @ self.weight
+        return out if self.bias is None else out + self.bias
+
+
+class Tanh(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
+
+
+class NamesModel(nn.Module):
+    """A stack of layers with one contract: `model(contexts (B, block_size)) -> logits (B, vocab)`."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = idx
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def batch_norms(self) -> list[BatchNorm]:
+        return [layer for layer in self.layers if isinstance(layer, BatchNorm)]
+
+    def use_stats(self, kind: str) -> None:
+        """Pick what eval mode normalises with: "running" or "calibrated" statistics."""
+        for bn in self.batch_norms():
+            bn.use_calibrated = kind == "calibrated"
+
+    def has_calibration(self) -> bool:
+        norms = self.batch_norms()
+        return bool(norms) and all(bn.has_calibration() for bn in norms)
+
+
+def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
+    """The one factory: layers for `config`, parameters left uninitialised (see `initialise`)."""
+    with_bn = config.norm == "batch"
+    layers: list[nn.Module] = [Embedding(vocab_size, config.n_embd), Flatten()]
+    width = config.n_embd * config.block_size
+    for _ in range(config.n_layers):
+        layers.append(Linear(width, config.n_hidden, bias=not with_bn))  # BN's bias replaces it
+        if with_bn:
+            layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
+        layers.append(Tanh())
+        width = config.n_hidden
+    layers.append(Linear(width, vocab_size))
+    return NamesModel(layers)
+
+
+@torch.no_grad()
+def initialise(model: NamesModel, config: ModelConfig, generator: torch.Generator) -> None:
+    """Draw every parameter from `generator` in layer order, as the reference does.
+
+    Embedding ~ N(0, 1); Linear layers feeding tanh ~ N(0, 1) * (5/3) / sqrt(fan_in); the output
+    layer ~ N(0, 1) * out_scale and a bias drawn then zeroed (the reference draws `randn * 0`,
+    which keeps every later random number, the mini-batches included, in step with it).
+    """
+    linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+    for layer in model.layers:
+        if isinstance(layer, Embedding):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
+        elif isinstance(layer, Linear):
+            is_output = layer is linears[-1]
+            fan_in = layer.weight.shape[0]
+            scale = config.out_scale if is_output else TANH_GAIN / math.sqrt(fan_in)
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * scale)
+            if layer.bias is not None:
+                bias_scale = 0.0 if is_output else 0.01
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * bias_scale)
+
+
+def create_model(config: ModelConfig, vocab_size: int, generator: torch.Generator) -> NamesModel:
+    model = build_model(config, vocab_size)
+    initialise(model, config, generator)
+    return model
