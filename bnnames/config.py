@@ -13,9 +13,12 @@ from bnnames.errors import ConfigError
 
 Norm = Literal["batch", "none"]
 BNStyle = Literal["paper", "lecture"]
-Arch = Literal["mlp"]
+Arch = Literal["mlp", "wavenet"]
+OutInit = Literal["normal", "kaiming"]
 
-ARCHS: tuple[str, ...] = ("mlp",)
+ARCHS: tuple[str, ...] = ("mlp", "wavenet")
+OUT_INITS: tuple[str, ...] = ("normal", "kaiming")
+TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
 NORMS: tuple[str, ...] = ("batch", "none")
 BN_STYLES: tuple[str, ...] = ("paper", "lecture")
 
@@ -24,21 +27,31 @@ BN_STYLES: tuple[str, ...] = ("paper", "lecture")
 class ModelConfig:
     """Shape of the network. Defaults are the reference model of the makemore BatchNorm lecture."""
 
-    arch: Arch = "mlp"  # the one model factory picks the network from this
+    # "mlp": flatten the whole context, then the hidden layers; "wavenet": the hierarchical model,
+    # each hidden layer first merges pairs of neighbours (block_size must be 2 ** n_layers)
+    arch: Arch = "mlp"
     block_size: int = 3  # context: how many previous characters predict the next one
     n_embd: int = 10  # width of each character's embedding vector
     n_hidden: int = 200  # width of each hidden Linear -> BatchNorm -> tanh layer
-    n_layers: int = 1  # number of hidden layers
+    n_layers: int = 1  # number of hidden layers (wavenet: levels of the tree)
     norm: Norm = "batch"  # "none" gives Linear layers a bias instead, to see what BN changes
+    norm_logits: bool = False  # a BatchNorm on the logits too (the lecture's deep MLP)
+    gain: float = TANH_GAIN  # hidden weights are N(0,1) * gain / sqrt(fan_in)
     bn_style: BNStyle = "paper"  # "lecture": unbiased std, no eps, running std (the notebook's)
     bn_momentum: float = 0.001  # running = (1 - momentum) * running + momentum * batch statistic
     bn_eps: float = 1e-5  # added to the variance before the square root (paper style only)
-    out_scale: float = 0.01  # output weights are drawn N(0,1) * out_scale: confident-free start
+    # output weights are N(0,1) * out_scale ("normal", the lecture's W2 * 0.01) or, "kaiming",
+    # N(0,1) / sqrt(fan_in) * out_scale (the later lectures' "last layer weight *= 0.1"); with
+    # norm_logits the logits' BatchNorm gain starts at out_scale instead: a confidence-free start
+    out_scale: float = 0.01
+    out_init: OutInit = "normal"
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("bn_style", self.bn_style, BN_STYLES)
+        _check_choice("out_init", self.out_init, OUT_INITS)
+        _check_range("gain", self.gain, 0.0, 100.0)
         _check_range("block_size", self.block_size, 1, 64)
         _check_range("n_embd", self.n_embd, 1, 4096)
         _check_range("n_hidden", self.n_hidden, 1, 16384)
@@ -46,6 +59,12 @@ class ModelConfig:
         _check_range("bn_momentum", self.bn_momentum, 0.0, 1.0)
         _check_range("bn_eps", self.bn_eps, 0.0, 1.0)
         _check_range("out_scale", self.out_scale, 0.0, 100.0)
+        if self.arch == "wavenet" and self.block_size != 2**self.n_layers:
+            raise ConfigError(
+                f"the wavenet architecture merges pairs of neighbours once per layer, so --block-size must be "
+                f"2 ** --n-layers: got block size {self.block_size} with {self.n_layers} layer(s) "
+                f"(try --block-size {2**self.n_layers}, or --n-layers to match)"
+            )
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,7 @@ class SampleConfig:
         _check_range("batch", self.batch, 1, 1 << 20)
 
 
-PRESETS: tuple[str, ...] = ("default", "lecture")
+PRESETS: tuple[str, ...] = ("default", "lecture", "deep", "wavenet")
 
 
 def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
@@ -112,6 +131,17 @@ def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     if name == "lecture":
         # the notebook's arithmetic exactly: unbiased std, no eps, a running std buffer
         return ModelConfig(bn_style="lecture"), TrainConfig()
+    if name == "deep":
+        # makemore part 3's deep MLP: five hidden layers of 100, BatchNorm after every Linear and
+        # on the logits, whose gain starts at 0.1
+        model = ModelConfig(n_hidden=100, n_layers=5, norm_logits=True, out_scale=0.1, out_init="kaiming")
+        return model, TrainConfig(decay_at=150_000)
+    if name == "wavenet":
+        # makemore part 5's hierarchical model: 8 characters merged pairwise over three levels of
+        # Linear(no bias) -> BatchNorm -> tanh of width 128; plain 1/sqrt(fan_in) init, last layer * 0.1
+        model = ModelConfig(arch="wavenet", block_size=8, n_embd=24, n_hidden=128, n_layers=3, gain=1.0,
+                            out_scale=0.1, out_init="kaiming")  # fmt: skip
+        return model, TrainConfig(decay_at=150_000)
     raise ConfigError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")
 
 
@@ -160,7 +190,10 @@ def resolve_configs(preset_name: str, overrides: dict[str, Any]) -> tuple[ModelC
     unknown = set(overrides) - model_keys - train_keys
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    model = dataclasses.replace(model, **{k: v for k, v in overrides.items() if k in model_keys})
+    model_overrides = {k: v for k, v in overrides.items() if k in model_keys}
+    if model_overrides.get("norm") == "none" and "gain" not in model_overrides:
+        model_overrides["gain"] = TANH_GAIN  # without BN, tanh layers need their Kaiming gain to train
+    model = dataclasses.replace(model, **model_overrides)
     train = dataclasses.replace(train, **{k: v for k, v in overrides.items() if k in train_keys})
     return model, train
 

@@ -1,5 +1,7 @@
-"""The network: embedding -> (Linear -> BatchNorm -> tanh) x n_layers -> Linear.
+"""The networks: embedding -> (merge -> Linear -> BatchNorm -> tanh) x n_layers -> Linear.
 
+"mlp" merges the whole context once, before the first hidden layer (makemore parts 2-3);
+"wavenet" merges pairs of neighbours before every hidden layer, a tree (makemore part 5).
 Layers are small hand-written modules in the makemore style, so every step of Batch
 Normalization is visible; the one factory `build_model` turns a `ModelConfig` into a network.
 """
@@ -11,9 +13,10 @@ import math
 import torch
 from torch import nn
 
-from bnnames.config import ModelConfig
+from bnnames.config import TANH_GAIN, ModelConfig
 
-TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
+__all__ = ["TANH_GAIN", "BatchNorm", "Embedding", "Flatten", "FlattenConsecutive", "Linear", "Tanh", "NamesModel",
+           "build_model", "initialise", "create_model"]  # fmt: skip
 
 
 class BatchNorm(nn.Module):
@@ -118,6 +121,26 @@ class Flatten(nn.Module):
         return x.view(x.shape[0], -1)
 
 
+class FlattenConsecutive(nn.Module):
+    """Concatenate each group of `n` neighbours: (B, T, C) -> (B, T // n, C * n).
+
+    The hierarchical model's merge step; a time axis of length 1 is dropped, so the last
+    level hands (B, C * n) to the output layer.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, time, channels = x.shape
+        x = x.reshape(batch, time // self.n, channels * self.n)
+        return x.squeeze(1) if x.shape[1] == 1 else x
+
+    def extra_repr(self) -> str:
+        return str(self.n)
+
+
 class Linear(nn.Module):
     """y = x @ W (+ b), with W stored (fan_in, fan_out) as in the lecture (same random draws)."""
 
@@ -163,17 +186,30 @@ class NamesModel(nn.Module):
 
 
 def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
-    """The one factory: layers for `config`, parameters left uninitialised (see `initialise`)."""
+    """The one factory: layers for `config`, parameters left uninitialised (see `initialise`).
+
+    Every architecture is the same stack with a different merge step: "mlp" flattens the
+    whole context before the first hidden layer, "wavenet" merges pairs before every one.
+    """
     with_bn = config.norm == "batch"
-    layers: list[nn.Module] = [Embedding(vocab_size, config.n_embd), Flatten()]
-    width = config.n_embd * config.block_size
+    layers: list[nn.Module] = [Embedding(vocab_size, config.n_embd)]
+    if config.arch == "mlp":
+        layers.append(Flatten())
+    width, merge = config.n_embd * config.block_size, 1
+    if config.arch == "wavenet":
+        width, merge = config.n_embd, 2
     for _ in range(config.n_layers):
+        if merge > 1:
+            layers.append(FlattenConsecutive(merge))
+            width *= merge
         layers.append(Linear(width, config.n_hidden, bias=not with_bn))  # BN's bias replaces it
         if with_bn:
             layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
         layers.append(Tanh())
         width = config.n_hidden
-    layers.append(Linear(width, vocab_size))
+    layers.append(Linear(width, vocab_size, bias=not (with_bn and config.norm_logits)))
+    if with_bn and config.norm_logits:
+        layers.append(BatchNorm(vocab_size, config.bn_momentum, config.bn_eps, config.bn_style))
     return NamesModel(layers)
 
 
@@ -181,22 +217,32 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
 def initialise(model: NamesModel, config: ModelConfig, generator: torch.Generator) -> None:
     """Draw every parameter from `generator` in layer order, as the reference does.
 
-    Embedding ~ N(0, 1); Linear layers feeding tanh ~ N(0, 1) * (5/3) / sqrt(fan_in); the output
-    layer ~ N(0, 1) * out_scale and a bias drawn then zeroed (the reference draws `randn * 0`,
-    which keeps every later random number, the mini-batches included, in step with it).
+    Embedding ~ N(0, 1); Linear layers feeding tanh (or a BatchNorm) ~ N(0, 1) * gain / sqrt(fan_in);
+    the output layer ~ N(0, 1) * out_scale (divided by sqrt(fan_in) for out_init "kaiming") and
+    a bias drawn then zeroed (the reference draws `randn * 0`, which keeps every later random
+    number, the mini-batches included, in step with it). With a BatchNorm on the logits, the
+    output Linear is initialised like the hidden ones and that BatchNorm's gain starts at out_scale.
     """
     linears = [layer for layer in model.layers if isinstance(layer, Linear)]
+    norms = model.batch_norms()
+    logits_norm = norms[-1] if norms and model.layers[-1] is norms[-1] else None
     for layer in model.layers:
         if isinstance(layer, Embedding):
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
         elif isinstance(layer, Linear):
-            is_output = layer is linears[-1]
+            is_output = layer is linears[-1] and logits_norm is None
             fan_in = layer.weight.shape[0]
-            scale = config.out_scale if is_output else TANH_GAIN / math.sqrt(fan_in)
+            scale = _output_scale(config, fan_in) if is_output else config.gain / math.sqrt(fan_in)
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * scale)
             if layer.bias is not None:
                 bias_scale = 0.0 if is_output else 0.01
                 layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * bias_scale)
+    if logits_norm is not None:
+        logits_norm.weight.fill_(config.out_scale)  # the lecture's `layers[-1].gamma *= 0.1`
+
+
+def _output_scale(config: ModelConfig, fan_in: int) -> float:
+    return config.out_scale / math.sqrt(fan_in) if config.out_init == "kaiming" else config.out_scale
 
 
 def create_model(config: ModelConfig, vocab_size: int, generator: torch.Generator) -> NamesModel:

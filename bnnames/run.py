@@ -23,6 +23,7 @@ from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.errors import ConfigError, DataError
 from bnnames.evaluate import split_loss
 from bnnames.model import create_model
+from bnnames.recording import open_recorder
 from bnnames.train import train_steps
 
 DEFAULT_DATA = Path("data/names.txt")
@@ -45,6 +46,7 @@ class TrainRequest:
     resume: bool = False
     save_every: int | None = None  # None: only at the end (and when interrupted)
     tensorboard: Path | None = None
+    diagnostics_every: int | None = None  # probe every N steps into a sidecar (continued on --resume)
 
 
 @dataclass(frozen=True)
@@ -82,20 +84,33 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
     model = ckpt.model.to(device)
     x, y = (t.to(device) for t in dataset.examples("train"))
     on_report = _reporter(progress, request.tensorboard)
+    recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, x, y, request.resume)
     progress.start(ckpt.step, config.steps)
     step = ckpt.step
+    if recorder is not None:
+        recorder.record(model, step)  # the state at the start: at init for a fresh run
     while step < config.steps:
         segment_end = config.steps if request.save_every is None else min(
             config.steps, (step // request.save_every + 1) * request.save_every)  # fmt: skip
+        if recorder is not None:
+            segment_end = min(segment_end, recorder.next_stop(step))
         step = train_steps(model, x, y, config, generator, step, segment_end, on_report, should_stop=should_stop)
         ckpt = dataclasses.replace(ckpt, model=model, step=step, generator_state=generator.get_state())
-        if step < config.steps:
+        if recorder is not None:
+            recorder.record(model, step)
+        every = request.save_every
+        saving = step < config.steps and (should_stop() or (every is not None and step % every == 0))
+        if saving:
             save_checkpoint(request.checkpoint, ckpt)
+            if recorder is not None:
+                recorder.save()
         if should_stop():
             return TrainResult("interrupted", request.checkpoint, step, ckpt.model_config, config, {})
     model.use_stats("running")
     losses = {split: split_loss(model, *(t.to(device) for t in dataset.examples(split))) for split in ("train", "val")}
     save_checkpoint(request.checkpoint, dataclasses.replace(ckpt, losses=losses))
+    if recorder is not None:
+        recorder.save()
     return TrainResult("done", request.checkpoint, step, ckpt.model_config, config, losses)
 
 

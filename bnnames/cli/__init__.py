@@ -12,6 +12,7 @@ import typer
 
 from bnnames import __version__
 from bnnames.cli.calibrate import calibrate
+from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
 from bnnames.cli.sample import sample
 from bnnames.cli.train import train
@@ -42,6 +43,7 @@ def make_app() -> typer.Typer:
     app.command()(calibrate)
     app.command("eval")(evaluate)
     app.command()(sample)
+    app.command()(diagnose)
     return app
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DeviceOpt, note, one_line_errors, stdout
-from bnnames.config import ARCHS, BN_STYLES, NORMS, PRESETS, SAVE_EVERY, ModelConfig, TrainConfig
+from bnnames.config import ARCHS, BN_STYLES, NORMS, OUT_INITS, PRESETS, SAVE_EVERY, ModelConfig, TrainConfig
 
 M, T = ModelConfig(), TrainConfig()  # the defaults, shown in --help (options left unset stay None)
 
@@ -34,11 +34,14 @@ def train(
     n_embd: Annotated[int | None, _opt("Embedding width per character.", M.n_embd, MODEL)] = None,
     n_hidden: Annotated[int | None, _opt("Width of each hidden layer.", M.n_hidden, MODEL)] = None,
     n_layers: Annotated[int | None, _opt("Number of hidden Linear-BatchNorm-tanh layers.", M.n_layers, MODEL)] = None,
-    norm: Annotated[str | None, _opt(f"Normalisation: {', '.join(NORMS)}.", M.norm, MODEL)] = None,
+    norm: Annotated[str | None, _opt(f"Normalisation: {', '.join(NORMS)} (none also sets --gain 5/3 unless given).", M.norm, MODEL)] = None,
+    norm_logits: Annotated[bool | None, _opt("A BatchNorm on the logits too.", M.norm_logits, MODEL)] = None,
+    gain: Annotated[float | None, _opt("Init gain of hidden Linear layers: N(0,1) * gain / sqrt(fan_in).", f"{M.gain:.4g}", MODEL)] = None,
     bn_style: Annotated[str | None, _opt(f"BatchNorm arithmetic: {', '.join(BN_STYLES)}.", M.bn_style, MODEL)] = None,
     bn_momentum: Annotated[float | None, _opt("Momentum of the running statistics.", M.bn_momentum, MODEL)] = None,
     bn_eps: Annotated[float | None, _opt("BatchNorm epsilon (paper style).", M.bn_eps, MODEL)] = None,
-    out_scale: Annotated[float | None, _opt("Scale of the output layer's initial weights.", M.out_scale, MODEL)] = None,
+    out_scale: Annotated[float | None, _opt("Scale of the output layer's initial weights (or logits' BatchNorm gain).", M.out_scale, MODEL)] = None,
+    out_init: Annotated[str | None, _opt(f"Output init: {', '.join(OUT_INITS)} (kaiming divides by sqrt(fan_in)).", M.out_init, MODEL)] = None,
     steps: Annotated[int | None, _opt("Total optimisation steps of the run.", T.steps, OPTIM)] = None,
     batch_size: Annotated[int | None, _opt("Examples per mini-batch (at least 2).", T.batch_size, OPTIM)] = None,
     lr: Annotated[float | None, _opt("Learning rate.", T.lr, OPTIM)] = None,
@@ -50,6 +53,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the checkpoint's run to --steps, with its settings.")] = False,
     tensorboard: Annotated[Path | None, typer.Option(help="Log Loss/train to this TensorBoard folder.", show_default=False)] = None,
+    diagnostics_every: Annotated[int | None, typer.Option(min=1, help="Record activation, gradient and update statistics every N steps beside the checkpoint (see `bnnames diagnose`).", show_default="off")] = None,
 ) -> None:
     """Train a model on a names file and write the checkpoint (atomically, and every --save-every steps).
 
@@ -59,12 +63,14 @@ def train(
     from bnnames.run import TrainRequest, run_training
 
     settings = dict(arch=arch, block_size=block_size, n_embd=n_embd, n_hidden=n_hidden, n_layers=n_layers,
-                    norm=norm, bn_style=bn_style, bn_momentum=bn_momentum, bn_eps=bn_eps, out_scale=out_scale,
+                    norm=norm, norm_logits=norm_logits, gain=gain, bn_style=bn_style, bn_momentum=bn_momentum,
+                    bn_eps=bn_eps, out_scale=out_scale, out_init=out_init,
                     steps=steps, batch_size=batch_size, lr=lr, decay_at=decay_at, decay=decay, seed=seed,
                     split_seed=split_seed)  # fmt: skip
     request = TrainRequest(
         checkpoint=checkpoint, data=data, preset=preset, device=device, overwrite=overwrite, resume=resume,
         overrides={k: v for k, v in settings.items() if v is not None}, save_every=save_every, tensorboard=tensorboard,
+        diagnostics_every=diagnostics_every,
     )  # fmt: skip
     received: list[int] = []
     started = time.perf_counter()

@@ -1,0 +1,67 @@
+"""`diagnose`: the lecture's health statistics of a checkpoint, recorded or measured now.
+
+With a sidecar recorded by `train --diagnostics-every N`, the report holds the statistics over
+training and the probes of the first and the latest recording. Without one, it probes the
+checkpoint as it is (one training-mode batch) and says that the over-training view needs a
+recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bnnames.checkpoint import dataset_for, load_checkpoint
+from bnnames.diagnostics import Probe
+from bnnames.recording import (PROBE_SEED, DiagnosticsError, Recording, load_recording, run_identity,
+                               sidecar_path)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DiagnoseReport:
+    latest: Probe  # histograms and the table come from this probe
+    first: Probe | None  # the earliest recorded probe (at init for a fresh run), when recorded
+    recording: Recording | None  # statistics over training
+    notes: list[str]
+
+
+def diagnose_checkpoint(path: Path, data: Path | None, device: str) -> DiagnoseReport:
+    ckpt = load_checkpoint(path)
+    notes: list[str] = []
+    recording = _matching_recording(path, ckpt.step, run_identity(ckpt.model_config, ckpt.train_config,
+                                                                   ckpt.data_sha256), notes)  # fmt: skip
+    if recording is not None and recording.last is not None:
+        return DiagnoseReport(recording.last, recording.first, recording, notes)
+    from bnnames.device import resolve_device
+
+    target = resolve_device(device)
+    dataset = dataset_for(ckpt, data)
+    x, y = (t.to(target) for t in dataset.examples("train"))
+    generator = torch.Generator().manual_seed(PROBE_SEED + ckpt.step)
+    ix = torch.randint(0, x.shape[0], (ckpt.train_config.batch_size,), generator=generator).to(target)
+    from bnnames.diagnostics import probe
+
+    latest = probe(ckpt.model.to(target), x[ix], y[ix], ckpt.step, ckpt.train_config.lr_at(ckpt.step))
+    notes.append(
+        f"no diagnostics were recorded for {path}: showing one training-mode batch at step {ckpt.step}. "
+        "Train with --diagnostics-every N to see the statistics over training and the update:data ratio"
+    )
+    return DiagnoseReport(latest, None, None, notes)
+
+
+def _matching_recording(path: Path, step: int, run: dict, notes: list[str]) -> Recording | None:
+    """The sidecar of this checkpoint's run, cut to its step; None (with a note) if unusable."""
+    sidecar = sidecar_path(path)
+    if not sidecar.exists():
+        return None
+    try:
+        recording = load_recording(sidecar)
+    except DiagnosticsError as err:
+        notes.append(f"ignoring {sidecar}: {err}")
+        return None
+    if not recording.matches(run):
+        notes.append(f"ignoring {sidecar}: it was recorded for another run than {path}")
+        return None
+    return recording.up_to(step)
