@@ -50,8 +50,8 @@ def train(
     seed: Annotated[int | None, _opt("Seed of the init and the mini-batches.", T.seed, OPTIM)] = None,
     split_seed: Annotated[int | None, _opt("Seed of the train/val/test shuffle.", T.split_seed, OPTIM)] = None,
     save_every: Annotated[int, typer.Option(min=1, help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the checkpoint's run to --steps, with its settings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint's run to --steps, with its settings.")] = False,
     tensorboard: Annotated[Path | None, typer.Option(help="Log Loss/train to this TensorBoard folder.", show_default=False)] = None,
     diagnostics_every: Annotated[int | None, typer.Option(min=1, help="Record activation, gradient and update statistics every N steps beside the checkpoint (see `bnnames diagnose`).", show_default="off")] = None,
 ) -> None:
