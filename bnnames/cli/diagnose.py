@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
@@ -38,7 +39,7 @@ def diagnose(
         raise ConfigError(f"--out {out} is a file: pass a folder for the plots")
     report = diagnose_checkpoint(checkpoint, data, device)
     for message in report.notes:
-        note(message)
+        note(escape(message))
     console = stdout()
     console.print(_layer_table(report))
     console.print(_weight_table(report))
@@ -47,7 +48,7 @@ def diagnose(
     try:
         from bnnames.plots import write_plots
     except ImportError:
-        note(f"{PLOTS_HINT} (the table above is complete without it)")
+        note(escape(f"{PLOTS_HINT} (the table above is complete without it)"))
         return
     for path in write_plots(report, out):
         console.print(f"wrote {path}")
