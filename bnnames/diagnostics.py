@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from bnnames.model import NamesModel, Tanh
 
 SATURATION = 0.97  # |tanh| above this counts as saturated (the lecture's threshold)
-BINS = 60  # histogram bins: a probe batch of 32 x 100 values gives readable curves
+BINS = 40  # histogram bins: a probe batch gives 32 x 100 values per layer, enough for 40
 
 
 @dataclass(frozen=True)

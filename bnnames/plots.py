@@ -11,12 +11,13 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image  # matplotlib's own dependency
 
 from bnnames.diagnose import DiagnoseReport
 from bnnames.diagnostics import Histogram, Probe
 from bnnames.files import atomic_write_bytes
 
-DPI = 80  # small files: these are for looking at, not for print
+DPI = 72  # small files: these are for looking at, not for print
 UPDATE_GUIDE = -3.0  # the lecture's rule of thumb: updates about 1/1000 of the data
 
 
@@ -105,7 +106,11 @@ def _fmt(value: float | None) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Render on Agg, reduce to a 256-colour palette (a few times smaller), write atomically."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
     buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
+    image.quantize(colors=256).save(buffer, format="PNG", optimize=True)
     atomic_write_bytes(path, buffer.getvalue())
     return path
