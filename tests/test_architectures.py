@@ -103,3 +103,12 @@ def test_a_wavenet_whose_context_is_not_a_power_of_two_is_refused():
     with pytest.raises(ConfigError, match="2 \\*\\* --n-layers"):
         resolve_configs("wavenet", {"block_size": 6})
     assert resolve_configs("wavenet", {"block_size": 16, "n_layers": 4})[0].block_size == 16
+
+
+def test_a_config_stored_before_the_new_fields_loads_as_the_same_model():
+    from bnnames.config import from_json_dict, to_json_dict
+
+    stored = {k: v for k, v in to_json_dict(ModelConfig()).items() if k not in ("norm_logits", "gain", "out_init")}
+    assert from_json_dict(ModelConfig, stored) == ModelConfig()
+    round_trip = from_json_dict(ModelConfig, to_json_dict(preset("wavenet")[0]))
+    assert round_trip == preset("wavenet")[0]

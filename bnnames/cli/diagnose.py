@@ -26,12 +26,9 @@ def diagnose(
     data: DataOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Show each tanh layer's activation and gradient statistics (saturation: |t| > 0.97) and each
-    weight's grad:data and update:data ratios; with --out, write histograms and the update:data
-    ratio over training as PNG files.
+    """Activation, gradient and update statistics per layer (the lecture's health checks), and plots.
 
-    Statistics over training come from `bnnames train --diagnostics-every N`; without them, the
-    checkpoint is measured as it is, on one training-mode batch.
+    Per tanh layer: mean, std, saturation (|t| > 0.97) and gradient; per weight: grad:data and update:data ratios. Statistics over training come from `bnnames train --diagnostics-every N`; without them the checkpoint is measured as it is, on one training-mode batch. --out DIR writes PNG histograms and the update:data ratio over training (needs matplotlib: the `plots` extra).
     """
     from bnnames.diagnose import diagnose_checkpoint
 
