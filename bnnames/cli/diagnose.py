@@ -65,13 +65,13 @@ def _layer_table(report: DiagnoseReport) -> Table:
 
 def _weight_table(report: DiagnoseReport) -> Table:
     probe = report.latest
-    table = Table(title=f"weight matrices (lr {probe.lr:g}); update:data should sit near -3")
+    table = Table(title=f"weight matrices at lr {probe.lr:g}; update:data = log10(std(lr*grad) / std(weight)), healthy near -3")
     table.add_column("weight", no_wrap=True, min_width=max(len(w.name) for w in probe.weights))
-    for column in ("shape", "grad mean", "grad std", "grad:data", "update:data (log10)"):
+    for column in ("shape", "grad mean", "grad std", "grad:data", "update:data"):
         table.add_column(column, justify="left" if column == "shape" else "right")
     for w in probe.weights:
         ratio = "n/a" if w.grad_to_data is None else f"{w.grad_to_data:.2e}"
         update = "n/a" if w.update_to_data is None else f"{w.update_to_data:+.2f}"
-        shape = " x ".join(str(d) for d in w.shape)
-        table.add_row(w.name, shape, f"{w.grad_mean:+.2e}", f"{w.grad_std:.2e}", ratio, update)
+        shape = "x".join(str(d) for d in w.shape)
+        table.add_row(w.name, shape, f"{w.grad_mean:+.1e}", f"{w.grad_std:.2e}", ratio, update)
     return table
