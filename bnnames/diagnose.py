@@ -15,8 +15,8 @@ import torch
 
 from bnnames.checkpoint import dataset_for, load_checkpoint
 from bnnames.diagnostics import Probe
-from bnnames.recording import (PROBE_SEED, DiagnosticsError, Recording, load_recording, run_identity,
-                               sidecar_path)  # fmt: skip
+from bnnames.errors import DiagnosticsError
+from bnnames.recording import PROBE_SEED, Recording, load_recording, run_identity, sidecar_path
 
 
 @dataclass(frozen=True)

@@ -19,3 +19,7 @@ class ConfigError(BnnamesError):
 
 class TrainingDiverged(BnnamesError):
     """The loss became non-finite; the last good checkpoint is kept."""
+
+
+class DiagnosticsError(BnnamesError):
+    """A diagnostics sidecar that cannot be read or written."""

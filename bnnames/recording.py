@@ -20,7 +20,7 @@ import torch
 from bnnames.checkpoint import Checkpoint
 from bnnames.config import ModelConfig, TrainConfig, to_json_dict
 from bnnames.diagnostics import Histogram, LayerStats, Probe, WeightStats, probe
-from bnnames.errors import BnnamesError
+from bnnames.errors import DiagnosticsError
 from bnnames.files import atomic_write_bytes
 from bnnames.model import NamesModel
 
@@ -29,11 +29,7 @@ FORMAT_VERSION = 1
 LAYER_FIELDS = ("mean", "std", "saturation", "grad_mean", "grad_std")
 WEIGHT_FIELDS = ("grad_mean", "grad_std", "grad_to_data", "update_to_data")
 PROBE_SEED = 1_000_003  # probe batches come from their own generators, seeded PROBE_SEED + step
-MAX_BYTES = 1 << 28  # a sidecar of 200k steps recorded every step is about 100 MB
-
-
-class DiagnosticsError(BnnamesError):
-    """A diagnostics sidecar that cannot be read."""
+MAX_BYTES = 1 << 28  # bounds what a file can make us parse (the deep preset, 101 records: 138 KB)
 
 
 def sidecar_path(checkpoint: Path) -> Path:
@@ -131,7 +127,7 @@ def load_recording(path: Path) -> Recording:
 
 
 def _rows(rows: Any, width: int, fields: int) -> list[list[list[float | None]]]:
-    out = [[[None if v is None else float(v) for v in cell] for cell in row] for row in rows]
+    out = [[[_optional(v) for v in cell] for cell in row] for row in rows]
     if any(len(row) != width or any(len(cell) != fields for cell in row) for row in out):
         raise ValueError("a record has the wrong number of values")
     return out
@@ -140,10 +136,20 @@ def _rows(rows: Any, width: int, fields: int) -> list[list[list[float | None]]]:
 def _probe(data: Any) -> Probe | None:
     if data is None:
         return None
-    layers = [LayerStats(**{**d, "hist": _hist(d["hist"]), "grad_hist": _hist(d["grad_hist"])}) for d in data["layers"]]
-    weights = [WeightStats(**{**d, "shape": tuple(d["shape"]), "grad_hist": _hist(d["grad_hist"])})
-               for d in data["weights"]]  # fmt: skip
+    layers = [
+        LayerStats(str(d["name"]), *(float(d[f]) for f in LAYER_FIELDS), _hist(d["hist"]), _hist(d["grad_hist"]))
+        for d in data["layers"]
+    ]
+    weights = [
+        WeightStats(str(d["name"]), tuple(int(n) for n in d["shape"]), float(d["grad_mean"]), float(d["grad_std"]),
+                    _optional(d["grad_to_data"]), _optional(d["update_to_data"]), _hist(d["grad_hist"]))
+        for d in data["weights"]
+    ]  # fmt: skip
     return Probe(int(data["step"]), float(data["lr"]), float(data["loss"]), layers, weights)
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _hist(data: Any) -> Histogram:

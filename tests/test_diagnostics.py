@@ -74,3 +74,29 @@ def test_recording_round_trips_through_its_json_sidecar(tmp_path):
     cut = loaded.up_to(5)
     assert cut.steps == [0, 5] and cut.first is not None and cut.last is None
     assert len(loaded.series("weight", "layers.2.weight", "update_to_data")) == 3
+
+
+def test_a_damaged_sidecar_is_one_clean_error(tmp_path):
+    import json
+
+    import pytest
+
+    from bnnames.errors import DiagnosticsError
+
+    model, x, y = _deep_model()
+    recording = Recording(every=5, run={})
+    recording.add(probe(model, x, y, step=0, lr=0.1))
+    path = tmp_path / "run.diagnostics.json"
+    save_recording(path, recording)
+    good = json.loads(path.read_text())
+    damaged = [
+        {**good, "every": "often"},
+        {**good, "steps": [0, 5]},  # series of different lengths
+        {**good, "first": {**good["first"], "layers": [{"name": "x"}]}},
+        {**good, "layer_rows": [[[1.0, 2.0]]]},
+        {**good, "format": "something else"},
+    ]
+    for data in damaged:
+        path.write_text(json.dumps(data))
+        with pytest.raises(DiagnosticsError):
+            load_recording(path)
