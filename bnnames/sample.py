@@ -15,6 +15,7 @@ from bnnames.config import SampleConfig
 from bnnames.data import BOUNDARY, Vocab
 from bnnames.device import resolve_device
 from bnnames.errors import ConfigError
+from bnnames.header import short
 from bnnames.model import NamesModel
 
 
@@ -93,6 +94,12 @@ class SampleReport:
 def sample_checkpoint(path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str) -> SampleReport:
     """Names from a checkpoint, with calibrated BatchNorm statistics when it has them."""
     ckpt = load_checkpoint(path)
+    unknown = "".join(sorted(set(config.prefix) - set(ckpt.vocab.chars)))
+    if unknown:
+        raise ConfigError(
+            f"--prefix {config.prefix!r} has characters not in the vocabulary of this model: {unknown!r} "
+            f"(it knows {short(''.join(ckpt.vocab.chars), 80)})"
+        )
     target = resolve_device(device)
     model = ckpt.model.to(target)
     model.use_stats("calibrated" if model.has_calibration() else "running")
