@@ -182,7 +182,7 @@ def _check_tensor_table(path: Path, table: dict[str, TensorEntry], expected: dic
         if got != want:
             raise CheckpointError(
                 f"{path}: tensor {name} should be {want.dtype} {list(want.shape)} as the stored config says, "
-                f"the file holds {short(got.dtype, 12)} {short(list(got.shape), 40)}"
+                f"the file holds {got.dtype[:12]} {short(list(got.shape), 40)}"
             )
 
 

@@ -141,7 +141,7 @@ def from_json_dict(cls: type, data: Any) -> Any:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+        raise ConfigError(f"unknown {flag(name)} {value!r}: choose one of {', '.join(choices)}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

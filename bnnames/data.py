@@ -123,7 +123,7 @@ def split_names(names: list[str], seed: int) -> Splits:
     splits = Splits(shuffled[:n1], shuffled[n1:n2], shuffled[n2:])
     if not (splits.train and splits.val and splits.test):
         raise DataError(
-            f"{len(names)} names are too few for three non-empty 80/10/10 splits: use at least 10 names"
+            f"{len(names)} names are too few for three non-empty 80/10/10 splits: use at least 6 names"
         )
     return splits
 
@@ -172,5 +172,8 @@ def dataset_from_bytes(path: Path, raw: bytes, split_seed: int, block_size: int,
     elif not set(found.chars) <= set(vocab.chars):
         extra = "".join(sorted(set(found.chars) - set(vocab.chars)))
         raise DataError(f"{path} has characters the model never saw: {extra!r}")
-    splits = split_names(names, split_seed)
+    try:
+        splits = split_names(names, split_seed)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
     return Dataset(Path(path), hashlib.sha256(raw).hexdigest(), names, vocab, splits, split_seed, block_size)
