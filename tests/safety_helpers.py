@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from typer.testing import CliRunner
@@ -25,11 +27,16 @@ def cli(*args: object, code: int = 0):
     return result
 
 
-def assert_one_line_error(result, *fragments: str, code: int = 1) -> str:
-    """Exit `code`, exactly one line on stderr, `error: ...` with every fragment, no traceback."""
+def assert_one_line_error(result, *fragments: str, code: int = 1, progress: bool = False) -> str:
+    """Exit `code`, exactly one line on stderr, `error: ...` with every fragment, no traceback.
+
+    With `progress`, training's plain progress lines ("step 100/400 ...") may come before it.
+    """
     assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception  # not an escaped exception
     lines = result.stderr.strip().splitlines()
+    if progress:
+        lines = [line for line in lines if not line.startswith("step ")]
     assert len(lines) == 1, result.stderr
     line = lines[0]
     assert line.startswith("error: "), line
@@ -39,8 +46,8 @@ def assert_one_line_error(result, *fragments: str, code: int = 1) -> str:
     return line
 
 
-def fail_with(*args: object, fragments: tuple[str, ...] = (), code: int = 1) -> str:
-    return assert_one_line_error(cli(*args, code=code), *fragments, code=code)
+def fail_with(*args: object, fragments: tuple[str, ...] = (), code: int = 1, progress: bool = False) -> str:
+    return assert_one_line_error(cli(*args, code=code), *fragments, code=code, progress=progress)
 
 
 def assert_same_run(a: Checkpoint, b: Checkpoint) -> None:
@@ -78,3 +85,28 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def interrupt_after(at: int, action: Callable[[], None]) -> None:
+    """Make `bnnames.run` call `action()` right after training step `at` is done.
+
+    Wraps the training loop that run.py calls, splitting the segment that contains `at`; `action`
+    sends a real signal (signal_driver.py) or sets the stop flag of an in-process run.
+    """
+    import bnnames.run
+
+    real = bnnames.run.train_steps
+    signature = inspect.signature(real)
+
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        bound = signature.bind(*args, **kwargs)
+        start, stop = bound.arguments["start"], bound.arguments["stop"]
+        if start < at <= stop:
+            bound.arguments["stop"] = at
+            done = real(*bound.args, **bound.kwargs)
+            if done == at:
+                action()
+            bound.arguments["start"], bound.arguments["stop"] = done, stop
+        return real(*bound.args, **bound.kwargs)
+
+    bnnames.run.train_steps = wrapper
