@@ -39,6 +39,7 @@ META_KEYS = (
 )  # fmt: skip
 DTYPE_NAMES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}  # safetensors'
 SHA256_HEX = re.compile("[0-9a-f]{64}")
+NON_NEGATIVE = ("_var", "_std", "num_batches_tracked")  # BatchNorm statistics that cannot be below zero
 
 
 @dataclass
@@ -196,6 +197,9 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise CheckpointError(f"{path} holds non-finite values in {', '.join(bad[:3])}: it cannot be used")
+    negative = [name for name, t in tensors.items() if name.endswith(NON_NEGATIVE) and (t < 0).any()]
+    if negative:  # a negative variance would turn into NaN at the first forward pass
+        raise CheckpointError(f"{path} holds negative values in {', '.join(negative[:3])}: it is corrupt")
     return tensors
 
 

@@ -126,7 +126,7 @@ def from_json_dict(cls: type, data: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(repr(k)[:40] for k in sorted(unknown)[:3])}")
     for name, value in data.items():
         default = getattr(cls, name, None)
         wanted = type(default) if default is not None else str
@@ -135,7 +135,7 @@ def from_json_dict(cls: type, data: Any) -> Any:
             value, ok = float(value), True
             data = {**data, name: value}
         if not ok:
-            raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__}, got {value!r}")
+            raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__}, got {repr(value)[:40]}")
     return cls(**data)
 
 

@@ -14,9 +14,11 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.config import SampleConfig
 from bnnames.data import BOUNDARY, Vocab
 from bnnames.device import resolve_device
-from bnnames.errors import ConfigError
+from bnnames.errors import CheckpointError, ConfigError
 from bnnames.header import short
 from bnnames.model import NamesModel
+
+NON_FINITE = "this model gives non-finite probabilities: its weights are corrupt or diverged (see `bnnames eval`)"
 
 
 @torch.inference_mode()
@@ -74,6 +76,8 @@ def _sample_batch(
             kth = torch.topk(logits, config.top_k, dim=1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = F.softmax(logits, dim=1)
+        if not bool(torch.isfinite(probs).all()):  # multinomial would fail with a bare RuntimeError
+            raise CheckpointError(NON_FINITE)
         nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(device).squeeze(1)  # (rows,)
         nxt = nxt.masked_fill(done, BOUNDARY)
         out[:, t] = nxt

@@ -117,7 +117,7 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "format missing": (edit_meta("format", lambda v: None), "not a bnnames checkpoint"),
     "vocab missing": (edit_meta("vocab", lambda v: None), "invalid metadata: missing fields: vocab"),
     "model config not JSON": (edit_meta("model_config", lambda v: v[:-1]), "not valid JSON"),
-    "model config unknown field": (with_model_config(wings=2), "ModelConfig has unknown fields: wings"),
+    "model config unknown field": (with_model_config(wings=2), "ModelConfig has unknown fields: 'wings'"),
     "model config wrong type": (with_model_config(n_hidden="8"), "ModelConfig.n_hidden must be int"),
     "model config out of range": (with_model_config(n_hidden=-8), "--n-hidden must be between 1"),
     "huge model config": (with_model_config(n_hidden=16384, n_layers=64), "does not hold the tensors its config"),
@@ -140,6 +140,8 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "entry not an object": (edit_entry("layers.2.weight", lambda e: e.clear()), "described wrongly"),
     "NaN weight": (overwrite_tensor("layers.2.weight", struct.pack("<f", math.nan)), "non-finite values in layers.2.weight"),
     "infinite running variance": (overwrite_tensor("layers.3.running_var", struct.pack("<f", math.inf)), "non-finite"),
+    "negative running variance": (overwrite_tensor("layers.3.running_var", struct.pack("<f", -1.0)),
+                                  "holds negative values in layers.3.running_var"),
     "invalid generator state": (overwrite_tensor("train.generator_state", bytes(5056)), "invalid random generator state"),
 }
 
@@ -196,3 +198,21 @@ def test_bad_checkpoint_debug_mode_shows_the_traceback(good, tmp_path, monkeypat
     assert type(result.exception).__name__ == "CheckpointError"
     monkeypatch.setenv("BNNAMES_DEBUG", "1")
     assert type(cli("eval", "-c", path, code=1).exception).__name__ == "CheckpointError"
+
+
+def test_finite_but_absurd_weights_give_one_line_not_a_crash(good, tmp_path):
+    """Every value is finite, so the checkpoint loads; its outputs overflow to inf and NaN."""
+    from bnnames.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(good)
+    ckpt = load_checkpoint(path)
+    _, _, _, bn, _, out = ckpt.model.layers
+    with torch.no_grad():
+        bn.weight.zero_(), bn.bias.fill_(10.0)  # every hidden unit at tanh(10) = 1
+        out.weight[:, 1] = 3e38  # so logit 1 is 8 x 3e38 = inf for every context
+    save_checkpoint(path, ckpt)
+    before = path.read_bytes()
+    fail_with("eval", "-c", path, fragments=("the val loss of", "is nan: its weights are corrupt or diverged"))
+    fail_with("sample", "-c", path, fragments=("this model gives non-finite probabilities",))
+    assert path.read_bytes() == before

@@ -12,6 +12,7 @@ state, the step and the final losses.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -140,6 +141,15 @@ def test_a_real_signal_saves_at_that_step_and_exits_128_plus_signal(at, name, co
     assert load_checkpoint(path).step == at
     cli("train", "--resume", "-c", path)
     assert_same_run(load_checkpoint(path), load_checkpoint(reference))
+
+
+def test_a_second_ctrl_c_quits_at_once_keeping_the_last_saved_checkpoint(names, tmp_path):
+    path = tmp_path / "c.safetensors"
+    command = [sys.executable, str(DRIVER), "137", "INT,INT", *child(names, "-c", path)[len(BNNAMES) :]]
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr.strip().splitlines()[-1] == "error: interrupted", done.stderr
+    assert load_checkpoint(path).step == 100  # the periodic save before the second Ctrl-C
+    assert os.listdir(tmp_path) == ["c.safetensors"]
 
 
 def test_a_signal_at_a_random_moment(names, tmp_path):
