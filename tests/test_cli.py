@@ -101,3 +101,14 @@ def test_version_and_help_show_defaults():
     for flag, default in [("--steps", "200000"), ("--batch-size", "32"), ("--lr", "0.1"), ("--decay-at", "100000")]:
         assert flag in text and default in text
     assert "--split" in run("eval", "--help").stdout and "--top-k" in run("sample", "--help").stdout
+
+
+def test_tensorboard_logs_the_reference_tag(tmp_path, small_names, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    run("train", small_names, *TINY, "--tensorboard", tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = events.Scalars("Loss/train")
+    assert [s.step for s in scalars] == [100, 200, 300] and all(s.value > 0 for s in scalars)
