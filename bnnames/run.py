@@ -52,7 +52,7 @@ class TrainRequest:
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # "done", "already complete" or "interrupted"
+    status: str  # "done", "already complete", "interrupted" or "not started" (stopped before step 1: no file)
     checkpoint: Path
     step: int
     model_config: ModelConfig
@@ -105,7 +105,7 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
         report(step, loss, lr)
 
     progress.start(ckpt.step, config.steps)
-    step = ckpt.step
+    step = first = ckpt.step
     while True:
         try:
             if step < config.steps:
@@ -116,6 +116,9 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
             raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
         ckpt = dataclasses.replace(ckpt, model=model, step=step, generator_state=generator.get_state())
         stopping = should_stop()  # read once: a signal may arrive at any moment
+        if stopping and step == first:  # no step done by this invocation: nothing new to save
+            status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)
+            return TrainResult(status, request.checkpoint, step, ckpt.model_config, config, {})
         if step < config.steps or stopping:
             save_checkpoint(request.checkpoint, ckpt)
             saved = step

@@ -87,26 +87,36 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def interrupt_after(at: int, action: Callable[[], None]) -> None:
-    """Make `bnnames.run` call `action()` right after training step `at` is done.
+def interrupt_after(at: int, action: Callable[[], None]) -> Callable[[], None]:
+    """Make `bnnames.run` call `action()` right after training step `at` is done; returns an undo.
 
-    Wraps the training loop that run.py calls, splitting the segment that contains `at`; `action`
-    sends a real signal (signal_driver.py) or sets the stop flag of an in-process run.
+    Wraps the training loop that run.py calls (`train_steps`, or each loop `make_trainer` builds),
+    splitting the call whose range holds `at`; `action` sends a real signal (signal_driver.py) or
+    sets the stop flag of an in-process run.
     """
     import bnnames.run
 
-    real = bnnames.run.train_steps
-    signature = inspect.signature(real)
+    name = "make_trainer" if hasattr(bnnames.run, "make_trainer") else "train_steps"
+    real = getattr(bnnames.run, name)
+    if name == "make_trainer":
+        setattr(bnnames.run, name, lambda *args, **kwargs: _split_at(real(*args, **kwargs), at, action))
+    else:
+        setattr(bnnames.run, name, _split_at(real, at, action))
+    return lambda: setattr(bnnames.run, name, real)
+
+
+def _split_at(loop: Callable[..., int], at: int, action: Callable[[], None]) -> Callable[..., int]:
+    signature = inspect.signature(loop)
 
     def wrapper(*args: Any, **kwargs: Any) -> int:
         bound = signature.bind(*args, **kwargs)
         start, stop = bound.arguments["start"], bound.arguments["stop"]
         if start < at <= stop:
             bound.arguments["stop"] = at
-            done = real(*bound.args, **bound.kwargs)
+            done = loop(*bound.args, **bound.kwargs)
             if done == at:
                 action()
             bound.arguments["start"], bound.arguments["stop"] = done, stop
-        return real(*bound.args, **bound.kwargs)
+        return loop(*bound.args, **bound.kwargs)
 
-    bnnames.run.train_steps = wrapper
+    return wrapper

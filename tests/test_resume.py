@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from safety_helpers import BNNAMES, assert_same_run, cli, interrupt_after, one_thread, subprocess_env
 
-import bnnames.run
 from bnnames.checkpoint import load_checkpoint
 from bnnames.errors import CheckpointError
 from bnnames.run import TrainRequest, TrainResult, run_training
@@ -56,15 +55,13 @@ def train(path: Path, data: Path | None, stop_at: int | None = None, save_every:
           **overrides) -> TrainResult:  # fmt: skip
     """One in-process `bnnames train` (fresh when `data` is given, else --resume), stopped after `stop_at`."""
     stop: list[bool] = []
-    loop = bnnames.run.train_steps
+    undo = interrupt_after(stop_at, lambda: stop.append(True)) if stop_at is not None else (lambda: None)
     try:
-        if stop_at is not None:
-            interrupt_after(stop_at, lambda: stop.append(True))
         request = TrainRequest(checkpoint=path, data=data, overrides=overrides, resume=data is None,
                                save_every=save_every)  # fmt: skip
         return run_training(request, Quiet(), should_stop=lambda: bool(stop))
     finally:
-        bnnames.run.train_steps = loop
+        undo()
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +106,16 @@ def test_resume_to_more_steps_equals_a_longer_run(names, tmp_path):
     train(path, names, **SETTINGS)
     assert train(path, None, steps=600).status == "done"
     assert_same_run(load_checkpoint(path), load_checkpoint(longer))
+
+
+def test_a_fresh_run_stopped_before_its_first_step_writes_nothing(names, tmp_path):
+    """Ctrl-C while the data loads: no step done, so no file (an --overwrite target stays as it was)."""
+    path = tmp_path / "c.safetensors"
+    path.write_bytes(b"the user's old checkpoint")
+    request = TrainRequest(checkpoint=path, data=names, overrides=SETTINGS, overwrite=True, save_every=100)
+    result = run_training(request, Quiet(), should_stop=lambda: True)
+    assert (result.status, result.step) == ("not started", 0)
+    assert path.read_bytes() == b"the user's old checkpoint" and os.listdir(tmp_path) == ["c.safetensors"]
 
 
 def test_resume_drops_stale_calibration_and_says_so(names, reference, tmp_path):

@@ -73,6 +73,9 @@ def train(
     if result.status == "already complete":
         note(f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)")
         return
+    if result.status == "not started":
+        note("interrupted before the first step: nothing was written")
+        raise typer.Exit(128 + received[0])
     if result.status == "interrupted":
         note(f"interrupted at step {result.step}; saved {checkpoint}. Continue with: bnnames train --resume -c {checkpoint}")
         raise typer.Exit(128 + received[0])
