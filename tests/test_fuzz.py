@@ -26,10 +26,11 @@ from hypothesis import strategies as st
 from safety_helpers import one_thread
 
 from bnnames.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from bnnames.config import ModelConfig, TrainConfig
+from bnnames.config import ModelConfig, SampleConfig, TrainConfig
 from bnnames.data import MAX_NAME_LENGTH, Vocab, dataset_from_bytes, parse_names, read_names
 from bnnames.errors import BnnamesError
 from bnnames.model import create_model
+from bnnames.sample import sample_checkpoint
 
 SCALE = float(os.environ.get("BNNAMES_FUZZ_SCALE", "1"))
 
@@ -152,6 +153,12 @@ def check_checkpoint(path: Path, raw: bytes) -> None:
     ckpt.model.eval()
     contexts = torch.zeros((2, ckpt.model_config.block_size), dtype=torch.long)
     assert ckpt.model(contexts).shape == (2, ckpt.vocab.size)
+    try:  # and it samples, or says in one line why it cannot (weights that overflow)
+        names = sample_checkpoint(path, SampleConfig(count=1, max_length=4, seed=0), False, None, "cpu").names
+    except BnnamesError as err:
+        assert_clean(err)
+        return
+    assert len(names) == 1 and set(names[0]) <= set(ckpt.vocab.chars)
 
 
 def test_the_unmutated_checkpoint_loads(scratch):
