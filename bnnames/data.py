@@ -42,7 +42,8 @@ def read_file_bytes(path: Path) -> bytes:
                 raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
             raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise DataError(f"names file {path} does not exist: pass the path of a text file with one name a line") from None
+        raise DataError(f"names file {path} does not exist: pass the path of a text file with one name a line") \
+            from None
     except (OSError, ValueError) as err:  # ValueError: a path with a NUL byte (from a checkpoint)
         raise DataError(f"cannot read names file {path}: {getattr(err, 'strerror', None) or err}") from None
     if len(raw) > MAX_FILE_BYTES:

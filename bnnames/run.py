@@ -19,8 +19,8 @@ from bnnames.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_ch
 from bnnames.config import ModelConfig, TrainConfig, flag, resolve_configs
 from bnnames.data import Dataset, load_dataset
 from bnnames.device import resolve_device
-from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
+from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.files import check_writable_folder

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safety_helpers import TINY, cli, fail_with, one_thread
 from safetensors.torch import save as safetensors_bytes
+from safety_helpers import TINY, cli, fail_with, one_thread
 
 COMMANDS = (("eval",), ("sample", "-n", "3"), ("calibrate",), ("train", "--resume", "--steps", "300"))
 
@@ -97,6 +97,7 @@ def with_model_config(**changes) -> Callable[[bytes], bytes]:
     return edit_json_meta("model_config", lambda config: {**config, **changes})
 
 
+SHAPE_MESSAGE = "layers.2.weight should be F32 [9, 9] as the stored config says, the file holds F32 [9, 8]"
 CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "empty file": (lambda raw: b"", "is not a safetensors checkpoint (only 0 bytes long)"),
     "seven bytes": (lambda raw: b"\x01" * 7, "only 7 bytes long"),
@@ -110,7 +111,7 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "truncated in the header": (lambda raw: raw[:40], "header runs past the end"),
     "truncated by one byte": (lambda raw: raw[:-1], "is corrupt or truncated"),
     "truncated in the data": (lambda raw: raw[: len(raw) - 500], "is corrupt or truncated"),
-    "data offsets lie": (edit_entry("layers.0.weight", lambda e: e.update(data_offsets=[0, 8])), "is corrupt or truncated"),
+    "data offsets lie": (edit_entry("layers.0.weight", lambda e: e.update(data_offsets=[0, 8])), "corrupt or truncated"),
     "plain safetensors": (plain_safetensors, "is a safetensors file but not a bnnames checkpoint"),
     "metadata not text": (edit_entry("__metadata__", lambda m: m.update(step=7)), "its metadata is not text"),
     "format version 2": (edit_meta("format_version", lambda v: "2"), "has checkpoint format version '2'"),
@@ -121,8 +122,7 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "model config wrong type": (with_model_config(n_hidden="8"), "ModelConfig.n_hidden must be int"),
     "model config out of range": (with_model_config(n_hidden=-8), "--n-hidden must be between 1"),
     "huge model config": (with_model_config(n_hidden=16384, n_layers=64), "does not hold the tensors its config"),
-    "shape disagrees with config": (with_model_config(n_hidden=9), "layers.2.weight should be F32 [9, 9] as the stored "
-                                    "config says, the file holds F32 [9, 8]"),
+    "shape disagrees with config": (with_model_config(n_hidden=9), SHAPE_MESSAGE),
     "vocab disagrees with shapes": (edit_json_meta("vocab", lambda v: v + ["z"]), "as the stored config says"),
     "vocab unsorted": (edit_json_meta("vocab", lambda v: v[::-1]), "sorted list of distinct printable"),
     "vocab with a newline": (edit_json_meta("vocab", lambda v: ["\n"] + v[1:]), "printable characters"),
@@ -132,17 +132,17 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "data path with NUL": (edit_meta("data_path", lambda v: v + "\0"), "data_path is not a file path"),
     "non-finite loss": (edit_meta("losses", lambda v: '{"train": NaN}'), "finite numbers"),
     "tensor missing": (without_entry("layers.3.running_mean"), "does not hold the tensors its config implies"),
-    "extra tensor": (edit_entry("evil.code", lambda e: None), "does not hold the tensors its config implies (e.g. 'evil.code')"),
-    "calibration half present": (edit_entry("layers.3.calibrated_mean", lambda e: e.update(shape=[8])), "calibrated_var"),
+    "extra tensor": (edit_entry("evil.code", lambda e: None), "the tensors its config implies (e.g. 'evil.code')"),
+    "calibration half present": (edit_entry("layers.3.calibrated_mean", lambda e: None), "calibrated_var"),
     "dtype changed": (edit_entry("layers.2.weight", lambda e: e.update(dtype="F64")), "should be F32 [9, 8]"),
     "shape not a list": (edit_entry("layers.2.weight", lambda e: e.update(shape=5)), "described wrongly"),
     "negative shape": (edit_entry("layers.2.weight", lambda e: e.update(shape=[-9, 8])), "described wrongly"),
     "entry not an object": (edit_entry("layers.2.weight", lambda e: e.clear()), "described wrongly"),
-    "NaN weight": (overwrite_tensor("layers.2.weight", struct.pack("<f", math.nan)), "non-finite values in layers.2.weight"),
+    "NaN weight": (overwrite_tensor("layers.2.weight", struct.pack("<f", math.nan)), "non-finite values in layers.2"),
     "infinite running variance": (overwrite_tensor("layers.3.running_var", struct.pack("<f", math.inf)), "non-finite"),
     "negative running variance": (overwrite_tensor("layers.3.running_var", struct.pack("<f", -1.0)),
                                   "holds negative values in layers.3.running_var"),
-    "invalid generator state": (overwrite_tensor("train.generator_state", bytes(5056)), "invalid random generator state"),
+    "invalid generator state": (overwrite_tensor("train.generator_state", bytes(5056)), "invalid random generator"),
 }
 
 

@@ -41,8 +41,8 @@ def test_the_last_good_checkpoint_is_kept(tmp_path, small_names, monkeypatch):
     """lr 0.1 for 200 steps (saved at 100 and 200), then lr 1e5: the file keeps step 200."""
     monkeypatch.chdir(tmp_path)
     schedule = ("--steps", "400", "--decay-at", "200", "--decay", "1e6")
-    fail_with("train", small_names, *TINY, *schedule,
-              fragments=("at step 300 (lr 100000", "the last good checkpoint, bnnames.safetensors at step 200, is kept"),
+    said = "the last good checkpoint, bnnames.safetensors at step 200, is kept"
+    fail_with("train", small_names, *TINY, *schedule, fragments=("at step 300 (lr 100000", said),
               progress=True)  # fmt: skip
     kept = load_checkpoint(tmp_path / "bnnames.safetensors")  # loads: every value finite, checks passed
     assert kept.step == 200 and kept.losses == {}

@@ -15,6 +15,10 @@ def _one_thread():
         yield
 
 
+def ids(table: list[tuple[tuple[str, ...], str]]) -> list[str]:
+    return [" ".join(args) for args, _ in table]
+
+
 @pytest.fixture
 def trained(tmp_path, small_names, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -43,7 +47,7 @@ TRAIN_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("options, message", TRAIN_OPTIONS, ids=[" ".join(o) for o, _ in TRAIN_OPTIONS])
+@pytest.mark.parametrize("options, message", TRAIN_OPTIONS, ids=ids(TRAIN_OPTIONS))
 def test_train_options(options, message, trained, small_names):
     before = trained.read_bytes()
     fail_with("train", small_names, *TINY, *options, "--overwrite", fragments=(message,))
@@ -65,7 +69,7 @@ RESUME_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("options, message", RESUME_OPTIONS, ids=[" ".join(o) for o, _ in RESUME_OPTIONS])
+@pytest.mark.parametrize("options, message", RESUME_OPTIONS, ids=ids(RESUME_OPTIONS))
 def test_resume_options(options, message, trained):
     before = trained.read_bytes()
     fail_with("train", "--resume", *options, fragments=(message,))
@@ -88,7 +92,7 @@ SAMPLE_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("options, message", SAMPLE_OPTIONS, ids=[" ".join(o) for o, _ in SAMPLE_OPTIONS])
+@pytest.mark.parametrize("options, message", SAMPLE_OPTIONS, ids=ids(SAMPLE_OPTIONS))
 def test_sample_options(options, message, trained):
     result = fail_with("sample", *options, fragments=(message,))
     assert result  # the one line was checked; nothing went to stdout:
@@ -103,7 +107,7 @@ EVAL_AND_CALIBRATE_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("args, message", EVAL_AND_CALIBRATE_OPTIONS, ids=[" ".join(a) for a, _ in EVAL_AND_CALIBRATE_OPTIONS])
+@pytest.mark.parametrize("args, message", EVAL_AND_CALIBRATE_OPTIONS, ids=ids(EVAL_AND_CALIBRATE_OPTIONS))
 def test_eval_and_calibrate_options(args, message, trained):
     before = trained.read_bytes()
     fail_with(*args, fragments=(message,))
