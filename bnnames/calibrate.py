@@ -21,6 +21,7 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint, save_che
 from bnnames.device import resolve_device
 from bnnames.errors import ConfigError
 from bnnames.evaluate import split_loss
+from bnnames.files import check_writable_folder
 from bnnames.model import BatchNorm, NamesModel
 
 METHODS = ("full", "paper")
@@ -118,6 +119,7 @@ def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}: choose full or paper")
     ckpt = load_checkpoint(path)
+    check_writable_folder(path, "checkpoint", "-c")  # it is rewritten in place: fail before the work
     target = resolve_device(device)
     model = ckpt.model.to(target)
     if not model.batch_norms():

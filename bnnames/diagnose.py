@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from bnnames.checkpoint import dataset_for, load_checkpoint
-from bnnames.diagnostics import Probe
+from bnnames.checkpoint import Checkpoint, dataset_for, load_checkpoint
+from bnnames.device import resolve_device
+from bnnames.diagnostics import Probe, probe
 from bnnames.errors import DiagnosticsError
 from bnnames.recording import PROBE_SEED, Recording, load_recording, run_identity, sidecar_path
 
@@ -30,25 +31,30 @@ class DiagnoseReport:
 def diagnose_checkpoint(path: Path, data: Path | None, device: str) -> DiagnoseReport:
     ckpt = load_checkpoint(path)
     notes: list[str] = []
-    recording = _matching_recording(path, ckpt.step, run_identity(ckpt.model_config, ckpt.train_config,
-                                                                   ckpt.data_sha256), notes)  # fmt: skip
-    if recording is not None and recording.last is not None:
+    run = run_identity(ckpt.model_config, ckpt.train_config, ckpt.data_sha256)
+    recording = _matching_recording(path, ckpt.step, run, notes)
+    if recording is not None and recording.last is not None and recording.last.step == ckpt.step:
         return DiagnoseReport(recording.last, recording.first, recording, notes)
-    from bnnames.device import resolve_device
+    if recording is not None and recording.steps:
+        notes.append(f"the recorded diagnostics end at step {recording.steps[-1]:,}, before this checkpoint's "
+                     f"step {ckpt.step:,}: the tables and histograms show the checkpoint as it is now")  # fmt: skip
+    else:
+        notes.append(
+            f"no diagnostics were recorded for {path}: showing one training-mode batch at step {ckpt.step:,}. "
+            "Train with --diagnostics-every N to see the statistics over training and the update:data ratio"
+        )
+    first = recording.first if recording is not None else None
+    return DiagnoseReport(_probe_now(ckpt, data, device), first, recording, notes)
 
+
+def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
+    """One training-mode batch through the checkpoint's model, drawn as a recorded probe would be."""
     target = resolve_device(device)
     dataset = dataset_for(ckpt, data)
     x, y = (t.to(target) for t in dataset.examples("train"))
     generator = torch.Generator().manual_seed(PROBE_SEED + ckpt.step)
     ix = torch.randint(0, x.shape[0], (ckpt.train_config.batch_size,), generator=generator).to(target)
-    from bnnames.diagnostics import probe
-
-    latest = probe(ckpt.model.to(target), x[ix], y[ix], ckpt.step, ckpt.train_config.lr_at(ckpt.step))
-    notes.append(
-        f"no diagnostics were recorded for {path}: showing one training-mode batch at step {ckpt.step}. "
-        "Train with --diagnostics-every N to see the statistics over training and the update:data ratio"
-    )
-    return DiagnoseReport(latest, None, None, notes)
+    return probe(ckpt.model.to(target), x[ix], y[ix], ckpt.step, ckpt.train_config.lr_at(ckpt.step))
 
 
 def _matching_recording(path: Path, step: int, run: dict, notes: list[str]) -> Recording | None:

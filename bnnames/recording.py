@@ -197,15 +197,15 @@ def open_recorder(checkpoint: Path, every: int | None, ckpt: Checkpoint, x: torc
                   resume: bool) -> Recorder | None:  # fmt: skip
     """The recorder of a run, or None when no diagnostics are wanted.
 
-    A fresh run drops the sidecar of the checkpoint it replaces. A resumed run continues its
-    sidecar from the checkpoint's step, at the stored interval unless `every` gives a new one.
+    A fresh run starts a new recording (replacing an old sidecar at its first save). A resumed
+    run continues its sidecar from the checkpoint's step, at the stored interval unless `every`
+    gives a new one. A sidecar is never deleted: `diagnose` tells a stale one by its run identity
+    and by its last step.
     """
     path = sidecar_path(checkpoint)
     run = run_identity(ckpt.model_config, ckpt.train_config, ckpt.data_sha256)
     recording = None
-    if not resume:
-        path.unlink(missing_ok=True)
-    elif path.exists():
+    if resume and path.exists():
         try:
             stored = load_recording(path)
         except DiagnosticsError:

@@ -14,8 +14,11 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.config import SampleConfig
 from bnnames.data import BOUNDARY, Vocab
 from bnnames.device import resolve_device
-from bnnames.errors import ConfigError
+from bnnames.errors import CheckpointError, ConfigError
+from bnnames.header import short
 from bnnames.model import NamesModel
+
+NON_FINITE = "this model gives non-finite probabilities: its weights are corrupt or diverged (see `bnnames eval`)"
 
 
 @torch.inference_mode()
@@ -73,6 +76,8 @@ def _sample_batch(
             kth = torch.topk(logits, config.top_k, dim=1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = F.softmax(logits, dim=1)
+        if not bool(torch.isfinite(probs).all()):  # multinomial would fail with a bare RuntimeError
+            raise CheckpointError(NON_FINITE)
         nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(device).squeeze(1)  # (rows,)
         nxt = nxt.masked_fill(done, BOUNDARY)
         out[:, t] = nxt
@@ -93,6 +98,12 @@ class SampleReport:
 def sample_checkpoint(path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str) -> SampleReport:
     """Names from a checkpoint, with calibrated BatchNorm statistics when it has them."""
     ckpt = load_checkpoint(path)
+    unknown = "".join(sorted(set(config.prefix) - set(ckpt.vocab.chars)))
+    if unknown:
+        raise ConfigError(
+            f"--prefix {config.prefix!r} has characters not in the vocabulary of this model: {unknown!r} "
+            f"(it knows {short(''.join(ckpt.vocab.chars), 80)})"
+        )
     target = resolve_device(device)
     model = ckpt.model.to(target)
     model.use_stats("calibrated" if model.has_calibration() else "running")

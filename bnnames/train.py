@@ -56,10 +56,7 @@ def train_steps(
         if step % report_every == 0 or step == stop:
             value = loss.item()
             if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"the loss became {value} at step {step} (lr {lr:g}): training diverged; "
-                    "lower --lr and start again (the last saved checkpoint is untouched)"
-                )
+                raise TrainingDiverged(f"training diverged: the loss became {value} at step {step} (lr {lr:g})")
             if on_report is not None:
                 on_report(step, value, lr)
     return step

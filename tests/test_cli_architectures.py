@@ -106,7 +106,7 @@ def test_diagnose_without_matplotlib_prints_the_table_and_how_to_get_plots(tmp_p
     assert not (tmp_path / "plots").exists()
 
 
-def test_a_stale_or_foreign_sidecar_is_ignored_or_dropped(tmp_path, small_names):
+def test_a_stale_or_foreign_sidecar_is_recognised(tmp_path, small_names):
     first, other = tmp_path / "first.safetensors", tmp_path / "other.safetensors"
     train(small_names, first, "deep", "batch", "--steps", "10", "--diagnostics-every", "5")
     train(small_names, other, "deep", "batch", "--steps", "10", "--seed", "5")
@@ -114,8 +114,9 @@ def test_a_stale_or_foreign_sidecar_is_ignored_or_dropped(tmp_path, small_names)
     assert "recorded for another run" in run("diagnose", "-c", other).stderr
     sidecar_path(other).write_text("{not json")
     assert "ignoring" in run("diagnose", "-c", other).stderr
-    train(small_names, first, "deep", "batch", "--steps", "10", "--overwrite")  # a new run, no recording
-    assert not sidecar_path(first).exists()
+    train(small_names, first, "deep", "batch", "--steps", "20", "--overwrite")  # longer, not recorded
+    result = run("diagnose", "-c", first)
+    assert "end at step 10" in result.stderr and "at step 20" in result.stdout  # probed as it is now
 
 
 def test_wavenet_context_mismatch_is_one_line(tmp_path, small_names):
