@@ -15,6 +15,7 @@ diagnostics never changes the training run itself.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -94,7 +95,7 @@ def probe(model: NamesModel, x: torch.Tensor, y: torch.Tensor, step: int, lr: fl
     return Probe(step, lr, loss.item(), layers, weight_stats)
 
 
-def _keep(outputs: dict[str, torch.Tensor], name: str):  # noqa: ANN202 - a forward hook
+def _keep(outputs: dict[str, torch.Tensor], name: str) -> Callable[..., None]:
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         outputs[name] = output
 

@@ -13,10 +13,7 @@ import math
 import torch
 from torch import nn
 
-from bnnames.config import TANH_GAIN, ModelConfig
-
-__all__ = ["TANH_GAIN", "BatchNorm", "Embedding", "Flatten", "FlattenConsecutive", "Linear", "Tanh", "NamesModel",
-           "build_model", "initialise", "create_model"]  # fmt: skip
+from bnnames.config import ModelConfig
 
 
 class BatchNorm(nn.Module):

@@ -34,9 +34,7 @@ MAX_BYTES = 1 << 28  # bounds what a file can make us parse (the deep preset, 10
 
 def sidecar_path(checkpoint: Path) -> Path:
     """bnnames.safetensors -> bnnames.diagnostics.json, beside it."""
-    checkpoint = Path(checkpoint)
-    stem = checkpoint.name[: -len(".safetensors")] if checkpoint.name.endswith(".safetensors") else checkpoint.name
-    return checkpoint.with_name(stem + ".diagnostics.json")
+    return Path(checkpoint).with_name(checkpoint.name.removesuffix(".safetensors") + ".diagnostics.json")
 
 
 @dataclass

@@ -44,7 +44,7 @@ def test_flatten_consecutive_merges_neighbour_pairs():
 
 def test_wavenet_forward_equals_the_lecture_written_out_with_torch_batch_norm():
     """Three levels of merge-2 -> Linear -> BatchNorm over (batch, time) -> tanh, by hand."""
-    config, model = _model("wavenet")
+    _, model = _model("wavenet")
     model.train()
     x = torch.randint(0, 27, (32, 8), generator=torch.Generator().manual_seed(1))
     linears = [m for m in model.layers if isinstance(m, Linear)]
@@ -72,7 +72,7 @@ def test_batch_norm_over_time_keeps_running_stats_like_torch():
 
 
 def test_init_scales_of_each_preset():
-    config, model = _model("wavenet")
+    _, model = _model("wavenet")
     linears = [m for m in model.layers if isinstance(m, Linear)]
     assert all(m.bias is None for m in linears[:3]) and linears[3].bias is not None
     # hidden N(0,1) / sqrt(fan_in) (gain 1, the lecture's); output N(0,1) / sqrt(128) * 0.1
@@ -80,7 +80,7 @@ def test_init_scales_of_each_preset():
     assert abs(linears[3].weight.std().item() - 0.1 / math.sqrt(128)) < 0.001
     assert torch.equal(linears[3].bias, torch.zeros(27))
 
-    config, model = _model("deep")
+    _, model = _model("deep")
     assert isinstance(model.layers[-1], BatchNorm) and len(model.batch_norms()) == 6
     assert torch.equal(model.layers[-1].weight, torch.full((27,), 0.1))  # the lecture's gamma *= 0.1
     assert all(bn.weight.eq(1).all() for bn in model.batch_norms()[:-1])

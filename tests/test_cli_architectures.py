@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 
@@ -25,7 +26,9 @@ def run(*args: object, code: int = 0):
 
 
 def train(names, path, arch: str, norm: str, *extra: object):
-    return run("train", names, "-c", path, "--preset", arch, "--norm", norm, *SHAPES[arch], "--save-every", "10", *extra)
+    return run(
+        "train", names, "-c", path, "--preset", arch, "--norm", norm, *SHAPES[arch], "--save-every", "10", *extra
+    )
 
 
 def _tensors(path):
@@ -49,14 +52,10 @@ def test_every_verb_works_and_resume_is_exact(tmp_path, small_names, arch, norm)
     else:
         assert "nothing to calibrate" in run("calibrate", "-c", whole, code=1).stderr
     report = json.loads(run("eval", "-c", whole, "--split", "val", "--json").stdout)
-    assert math_finite(report["loss"]) and report["examples"] > 0
+    assert math.isfinite(report["loss"]) and report["examples"] > 0
     names = run("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
     assert len(names) == 5 and all(names)
     assert names == run("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
-
-
-def math_finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
 
 
 def test_recording_diagnostics_changes_nothing_and_resumes_exactly(tmp_path, small_names):

@@ -21,7 +21,9 @@ PLOTS_HINT = "plots need matplotlib: pip install 'bnnames[plots]'"
 @one_line_errors
 def diagnose(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the PNG plots.", show_default="no plots")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the PNG plots.", show_default="no plots")
+    ] = None,
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
@@ -65,7 +67,9 @@ def _layer_table(report: DiagnoseReport) -> Table:
 
 def _weight_table(report: DiagnoseReport) -> Table:
     probe = report.latest
-    table = Table(title=f"weight matrices at lr {probe.lr:g}; update:data = log10(std(lr*grad) / std(weight)), healthy near -3")
+    table = Table(
+        title=f"weight matrices at lr {probe.lr:g}; update:data = log10(std(lr*grad) / std(weight)), healthy near -3"
+    )
     table.add_column("weight", no_wrap=True, min_width=max(len(w.name) for w in probe.weights))
     for column in ("shape", "grad mean", "grad std", "grad:data", "update:data"):
         table.add_column(column, justify="left" if column == "shape" else "right")
