@@ -190,15 +190,14 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
     """
     with_bn = config.norm == "batch"
     layers: list[nn.Module] = [Embedding(vocab_size, config.n_embd)]
-    if config.arch == "mlp":
-        layers.append(Flatten())
-    width, merge = config.n_embd * config.block_size, 1
-    if config.arch == "wavenet":
-        width, merge = config.n_embd, 2
-    for _ in range(config.n_layers):
-        if merge > 1:
-            layers.append(FlattenConsecutive(merge))
-            width *= merge
+    width = config.n_embd
+    for level in range(config.n_layers):
+        if config.arch == "wavenet":  # merge pairs of neighbours before every layer: a tree
+            layers.append(FlattenConsecutive(2))
+            width *= 2
+        elif level == 0:  # mlp: concatenate the whole context once
+            layers.append(Flatten())
+            width *= config.block_size
         layers.append(Linear(width, config.n_hidden, bias=not with_bn))  # BN's bias replaces it
         if with_bn:
             layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
