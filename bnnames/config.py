@@ -18,6 +18,8 @@ Arch = Literal["mlp"]
 ARCHS: tuple[str, ...] = ("mlp",)
 NORMS: tuple[str, ...] = ("batch", "none")
 BN_STYLES: tuple[str, ...] = ("paper", "lecture")
+ENGINES: tuple[str, ...] = ("auto", "compiled", "eager", "reference")  # see bnnames.engines
+COMPILE_MIN_STEPS = 50_000  # "auto" compiles the step only for runs this long: ~3-30 s repaid at ~0.1 ms/step
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ class TrainConfig:
     decay: float = 0.1  # the step decay factor
     seed: int = 2147483647  # seeds the one generator that draws the init, then every batch
     split_seed: int = 42  # seeds the shuffle that makes the 80/10/10 split
+    engine: str = "auto"  # training loop: compiled, eager (hand-derived step) or reference (autograd)
 
     def __post_init__(self) -> None:
+        _check_choice("engine", self.engine, ENGINES)
         _check_range("steps", self.steps, 1, 10**10)
         if self.batch_size < 2:
             raise ConfigError(

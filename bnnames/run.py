@@ -20,10 +20,10 @@ from bnnames.config import ModelConfig, TrainConfig, flag, resolve_configs
 from bnnames.data import Dataset, load_dataset
 from bnnames.device import resolve_device
 from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
+from bnnames.engines import make_trainer, resolve_engine
 from bnnames.errors import ConfigError, DataError
 from bnnames.evaluate import split_loss
 from bnnames.model import create_model
-from bnnames.train import train_steps
 
 DEFAULT_DATA = Path("data/names.txt")
 
@@ -77,9 +77,12 @@ def run_training(request: TrainRequest, progress: Progress, should_stop: Callabl
 
 def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: torch.device,
            progress: Progress, should_stop: Callable[[], bool]) -> TrainResult:  # fmt: skip
+    model = ckpt.model.to(device)
+    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device)  # stored: resume keeps it
+    ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, engine=engine))
     config = ckpt.train_config
     generator = torch.Generator().set_state(ckpt.generator_state)
-    model = ckpt.model.to(device)
+    trainer = make_trainer(model, config, device, progress.note)
     x, y = (t.to(device) for t in dataset.examples("train"))
     on_report = _reporter(progress, request.tensorboard)
     progress.start(ckpt.step, config.steps)
@@ -87,7 +90,7 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
     while step < config.steps:
         segment_end = config.steps if request.save_every is None else min(
             config.steps, (step // request.save_every + 1) * request.save_every)  # fmt: skip
-        step = train_steps(model, x, y, config, generator, step, segment_end, on_report, should_stop=should_stop)
+        step = trainer(x, y, generator, step, segment_end, on_report, should_stop=should_stop)
         ckpt = dataclasses.replace(ckpt, model=model, step=step, generator_state=generator.get_state())
         if step < config.steps:
             save_checkpoint(request.checkpoint, ckpt)
