@@ -21,6 +21,7 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint, save_che
 from bnnames.device import resolve_device
 from bnnames.errors import ConfigError
 from bnnames.evaluate import split_loss
+from bnnames.fold import Folded
 from bnnames.model import BatchNorm, NamesModel
 
 METHODS = ("full", "paper")
@@ -47,11 +48,12 @@ def _calibrate_full(model: NamesModel, x: torch.Tensor) -> int:
     for index, layer in enumerate(model.layers):
         if not isinstance(layer, BatchNorm):
             continue
+        prefix = Folded(model.layers[:index])  # the layers before, earlier BatchNorms calibrated and folded
         total = torch.zeros(layer.weight.shape, dtype=torch.float64, device=x.device)
         total_sq = torch.zeros_like(total)
         count = 0
         for start in range(0, x.shape[0], CHUNK):
-            h = _input_of(model, index, x[start : start + CHUNK]).double()  # (chunk, ..., C)
+            h = prefix(x[start : start + CHUNK]).double()  # (chunk, ..., C)
             h = h.reshape(-1, h.shape[-1])
             total += h.sum(0)
             total_sq += (h * h).sum(0)
@@ -61,13 +63,6 @@ def _calibrate_full(model: NamesModel, x: torch.Tensor) -> int:
         layer.set_calibration(mean.float(), var.float() if layer.spread == "var" else var.sqrt().float())
         layer.use_calibrated = True  # the next layers are measured through this one, calibrated
     return x.shape[0]
-
-
-def _input_of(model: NamesModel, index: int, x: torch.Tensor) -> torch.Tensor:
-    """Run the first `index` layers: the input of layer `index`."""
-    for layer in model.layers[:index]:
-        x = layer(x)
-    return x
 
 
 @torch.inference_mode()

@@ -13,6 +13,7 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.data import SPLITS
 from bnnames.device import resolve_device
 from bnnames.errors import ConfigError
+from bnnames.fold import folded
 from bnnames.model import NamesModel
 
 CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
@@ -36,11 +37,15 @@ class SplitLoss:
 
 @torch.inference_mode()
 def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> float:
-    """Mean cross-entropy over (x (N, T), y (N,)), summed in float64 across chunks."""
+    """Mean cross-entropy over (x (N, T), y (N,)) in eval mode, summed in float64 across chunks.
+
+    BatchNorm is folded into the Linear layers before it (exact up to float32 rounding).
+    """
     model.eval()
+    net = folded(model)
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for start in range(0, x.shape[0], chunk):
-        logits = model(x[start : start + chunk])  # (chunk, vocab)
+        logits = net(x[start : start + chunk])  # (chunk, vocab)
         total += F.cross_entropy(logits, y[start : start + chunk], reduction="sum").double()
     return total.item() / x.shape[0]
 
