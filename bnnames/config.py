@@ -92,7 +92,7 @@ class SampleConfig:
     top_k: int | None = None  # sample only among the k likeliest next characters
     prefix: str = ""  # every name starts with these characters
     max_length: int = 30  # a name that reaches this length is cut there
-    batch: int = 1024  # names advanced together
+    batch: int = 8192  # names advanced together (one step costs little more for 8192 rows than for 1)
 
     def __post_init__(self) -> None:
         _check_range("count", self.count, 1, 10**8)

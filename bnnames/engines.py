@@ -21,7 +21,7 @@ from bnnames.errors import ConfigError
 from bnnames.fast.engine import FastTrainer
 from bnnames.fast.plan import plan_of
 from bnnames.model import NamesModel
-from bnnames.threads import TRAIN_THREADS, num_threads
+from bnnames.threads import THREADS, num_threads
 from bnnames.train import train_steps
 
 # trainer(x, y, generator, start, stop, on_report=None, should_stop=...) -> steps done, as train_steps
@@ -45,7 +45,7 @@ def make_trainer(model: NamesModel, config: TrainConfig, device: torch.device,
     engine = resolve_engine(config.engine, model, config, device)
     if engine == "reference":
         def reference(x, y, generator, start, stop, on_report=None, should_stop=lambda: False):  # type: ignore[no-untyped-def]
-            with num_threads(TRAIN_THREADS):
+            with num_threads(THREADS):
                 return train_steps(model, x, y, config, generator, start, stop, on_report, should_stop=should_stop)
 
         return reference

@@ -24,6 +24,7 @@ from bnnames.engines import make_trainer, resolve_engine
 from bnnames.errors import ConfigError, DataError
 from bnnames.evaluate import split_loss
 from bnnames.model import create_model
+from bnnames.threads import THREADS, num_threads
 
 DEFAULT_DATA = Path("data/names.txt")
 
@@ -57,6 +58,7 @@ class TrainResult:
     losses: dict[str, float]  # full-split train/val losses with running statistics, when done
 
 
+@num_threads(THREADS)
 def run_training(request: TrainRequest, progress: Progress, should_stop: Callable[[], bool]) -> TrainResult:
     device = resolve_device(request.device)
     if request.resume:

@@ -7,12 +7,15 @@ from contextlib import contextmanager
 
 import torch
 
-TRAIN_THREADS = 1  # the training step's ops are too small to split: a second thread only adds sync
+# Every bnnames workload is made of small ops (a training step is ~2.4 MFLOP; eval and sampling
+# run a few thousand distinct contexts). Measured on 2 cores: a second thread made the training
+# step, eval and sampling slower, and many times slower while another process used the other core.
+THREADS = 1
 
 
 @contextmanager
 def num_threads(count: int) -> Iterator[None]:
-    """Run the block with `count` intra-op threads, then restore the caller's setting."""
+    """Run the block (or decorated function) with `count` intra-op threads, then restore the caller's."""
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

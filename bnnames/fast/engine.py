@@ -18,7 +18,7 @@ from bnnames.fast.batches import BatchDraws
 from bnnames.fast.plan import Plan, state_of
 from bnnames.fast.step import forward_backward, update_
 from bnnames.model import NamesModel
-from bnnames.threads import TRAIN_THREADS, num_threads
+from bnnames.threads import THREADS, num_threads
 from bnnames.train import Reporter, report
 
 STEPS_PER_CALL = 8  # compiled steps per call: amortises the call overhead; more lengthens the compile
@@ -65,7 +65,7 @@ class FastTrainer:
         draws = BatchDraws(x, y, self.config.batch_size, generator, start)
         params, buffers = state_of(self.model)
         step = start
-        with torch.no_grad(), num_threads(TRAIN_THREADS):
+        with torch.no_grad(), num_threads(THREADS):
             while step < stop and not should_stop():
                 done, losses = self._advance(params, buffers, draws, step, stop)
                 for k in range(done):
