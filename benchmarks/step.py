@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
+from collections.abc import Callable
 
 import torch
 
 from benchmarks.measure import Figure, seconds
 from bnnames.config import ModelConfig, TrainConfig
-from bnnames.fast.engine import FastTrainer
-from bnnames.fast.plan import plan_of
+from bnnames.engines import Trainer, make_trainer
 from bnnames.model import create_model
 from bnnames.threads import THREADS, num_threads
-from bnnames.train import train_steps
 
 
-def _engines(x: torch.Tensor, y: torch.Tensor, vocab: int) -> dict[str, object]:
-    """name -> run(n): train n more steps of its own model, as the default run would."""
-    config = TrainConfig()
+def _engines(x: torch.Tensor, y: torch.Tensor, vocab: int) -> dict[str, Callable[[int], None]]:
+    """name -> run(n): train n more steps of its own model from the default run's start."""
     engines = {}
     for name in ("reference", "eager", "compiled"):
+        config = dataclasses.replace(TrainConfig(), engine=name)
         generator = torch.Generator().manual_seed(config.seed)
         model = create_model(ModelConfig(), vocab, generator)
-        if name == "reference":
-            trainer = lambda *a, m=model: train_steps(m, *a[:2], config, *a[2:])  # noqa: E731
-        else:
-            trainer = FastTrainer(model, plan_of(model), config, compiled=name == "compiled")
-        engines[name] = _runner(trainer, x, y, generator)
+        engines[name] = _runner(make_trainer(model, config, torch.device("cpu")), x, y, generator)
     return engines
 
 
-def _runner(trainer, x, y, generator):  # type: ignore[no-untyped-def]
+def _runner(trainer: Trainer, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> Callable[[int], None]:
     done = [0]
 
     def run(n: int) -> None:
@@ -55,10 +51,9 @@ def step_figures(x: torch.Tensor, y: torch.Tensor, vocab: int, rounds: int) -> l
     figures = []
     for name in ("compiled", "eager"):
         ratios = [r / f for r, f in zip(ref, us[name])]
-        fig = Figure.of(f"training step, {name}", "µs/step", us[name], baseline="reference loop",
-                        baseline_median=Figure.of("", "", ref).median)  # fmt: skip
-        figures.append(fig)
+        figures.append(Figure.of(f"training step, {name}", "µs/step", us[name], baseline="reference loop",
+                                 baseline_median=statistics.median(ref)))  # fmt: skip
         figures.append(Figure.of(f"speed-up of {name} over the reference loop (paired)", "x", ratios))
     figures.append(Figure.of("first compiled call in the benchmark process", "s", [compile_s],
                              note="compile, or a load from the inductor cache"))  # fmt: skip
-    return [dataclasses.replace(f) for f in figures]
+    return figures

@@ -99,7 +99,8 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
         if should_stop():
             return TrainResult("interrupted", request.checkpoint, step, ckpt.model_config, config, {})
     model.use_stats("running")
-    losses = {split: split_loss(model, *(t.to(device) for t in dataset.examples(split))) for split in ("train", "val")}
+    val = (t.to(device) for t in dataset.examples("val"))
+    losses = {"train": split_loss(model, x, y), "val": split_loss(model, *val)}
     save_checkpoint(request.checkpoint, dataclasses.replace(ckpt, losses=losses))
     return TrainResult("done", request.checkpoint, step, ckpt.model_config, config, losses)
 

@@ -19,7 +19,7 @@ from bnnames.model import NamesModel
 from bnnames.threads import THREADS, num_threads
 
 
-TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), tabulate them
+TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
 
 
 @torch.inference_mode()
@@ -40,8 +40,8 @@ def sample_names(
     model.eval()
     prefix_ids = vocab.encode(config.prefix)
     context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
+    predictor = _predictor(model, vocab.size, block_size, config, device)
     rows = min(config.batch, 2 * config.count)
-    predictor = _predictor(model, vocab.size, block_size, config, device, rows)
     chars = ["", *vocab.chars]  # id -> character; the boundary id 0 never reaches a name
     names: list[str] = []
     for _ in range(100 + 10 * math.ceil(config.count / rows)):  # gives up on a hopeless --novel
@@ -102,29 +102,30 @@ class Predictor:
 
 
 class TablePredictor(Predictor):
-    """The same distributions, computed once for every possible context and then looked up.
+    """The same distributions, each computed once, when a row first reaches its context.
 
-    With 27 characters and a context of 3 there are only 27**3 = 19,683 contexts: evaluating
-    them all costs about as much as 2,000 names drawn step by step. State: each row's context
-    as one number, the ids read as digits in base vocab (oldest first).
+    With 27 characters and a context of 3 there are only 27**3 = 19,683 possible contexts, and
+    10,000 names visit a few thousand of them: a table beats a forward pass per row and step.
+    State: each row's context as one number, its ids read as digits in base vocab (oldest first).
     """
 
     def __init__(self, model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig,
                  device: torch.device) -> None:  # fmt: skip
         super().__init__(model, config, device)
         self.vocab_size, self.contexts = vocab_size, vocab_size**block_size
-        every = torch.arange(self.contexts)  # (contexts,) -> its digits (contexts, block_size)
-        powers = vocab_size ** torch.arange(block_size - 1, -1, -1)
-        digits = every[:, None] // powers % vocab_size
-        self.table = torch.cat([Predictor.cdf(self, chunk) for chunk in digits.split(8192)])  # (contexts, vocab)
+        self.powers = vocab_size ** torch.arange(block_size - 1, -1, -1)  # (T,)
+        self.table = torch.empty(self.contexts, vocab_size, dtype=torch.float64)  # (contexts, vocab) cdfs
+        self.known = torch.zeros(self.contexts, dtype=torch.bool)
 
     def start(self, context: list[int], rows: int) -> torch.Tensor:
-        index = 0
-        for ix in context:
-            index = index * self.vocab_size + ix
-        return torch.full((rows,), index, dtype=torch.long)
+        return torch.full((rows,), int((torch.tensor(context) * self.powers).sum()), dtype=torch.long)
 
     def cdf(self, state: torch.Tensor) -> torch.Tensor:
+        new = torch.unique(state[~self.known[state]])  # contexts no row has reached before
+        if new.numel():
+            digits = new[:, None] // self.powers % self.vocab_size  # (new, T) context ids
+            self.table[new] = super().cdf(digits)
+            self.known[new] = True
         return self.table[state]
 
     def advance(self, state: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
@@ -132,10 +133,8 @@ class TablePredictor(Predictor):
 
 
 def _predictor(model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig,
-               device: torch.device, rows: int) -> Predictor:  # fmt: skip
-    """The table when it is small and cheaper than the forward passes a batch may need."""
-    contexts = vocab_size**block_size
-    if contexts <= TABLE_MAX_CONTEXTS and contexts <= rows * config.max_length:
+               device: torch.device) -> Predictor:  # fmt: skip
+    if vocab_size**block_size <= TABLE_MAX_CONTEXTS:
         return TablePredictor(model, vocab_size, block_size, config, device)
     return Predictor(model, config, device)
 

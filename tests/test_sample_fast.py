@@ -29,6 +29,7 @@ def test_the_context_table_holds_the_models_distributions(config: SampleConfig) 
     ids = (contexts * torch.tensor([27 * 27, 27, 1])).sum(1)
     with torch.inference_mode():
         torch.testing.assert_close(table.cdf(ids), direct.cdf(contexts), rtol=0, atol=1e-6)
+        torch.testing.assert_close(table.cdf(ids.flip(0)), direct.cdf(contexts.flip(0)), rtol=0, atol=1e-6)  # remembered
         assert torch.equal(table.advance(ids, contexts[:, 0]), (contexts[:, 1:] * torch.tensor([729, 27])).sum(1)
                            + contexts[:, 0])  # fmt: skip
 
@@ -54,10 +55,12 @@ def test_top_k_one_is_greedy_decoding() -> None:
             if ix == 0:
                 break
             greedy, context = greedy + VOCAB.chars[ix - 1], context[1:] + [ix]
-    config = SampleConfig(count=2000, top_k=1, max_length=10, seed=0)
-    for batch in (8192, 4):  # 4000 rows: the context table; 4 rows: step by step
-        names = sample_names(model, VOCAB, 3, dataclasses.replace(config, batch=batch), torch.Generator())
-        assert names == [greedy] * 2000
+    config = SampleConfig(count=50, top_k=1, max_length=10, seed=0)
+    with torch.inference_mode():
+        for predictor in (TablePredictor(model, VOCAB.size, 3, config, CPU), Predictor(model, config, CPU)):
+            ids = _sample_batch(predictor, [0, 0, 0], 50, 10, torch.Generator())
+            assert [VOCAB.decode([i for i in row if i]) for row in ids.tolist()] == [greedy] * 50
+    assert sample_names(model, VOCAB, 3, config, torch.Generator()) == [greedy] * 50
 
 
 def test_same_seed_same_names_and_never_an_empty_or_excluded_one() -> None:
