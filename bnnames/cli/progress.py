@@ -8,7 +8,7 @@ from bnnames.cli.common import stderr
 
 
 class TrainProgress:
-    """A `bnnames.run.Progress` drawn with rich."""
+    """A `bnnames.run.Progress` drawn with rich; plain lines every 10% when stderr is not a terminal."""
 
     def __init__(self) -> None:
         self.bar = Progress(
@@ -22,6 +22,8 @@ class TrainProgress:
             console=stderr(),
         )
         self.task = self.bar.add_task("train", total=None, loss="-", lr="-", rate="-", start=False)
+        self.log_every: int | None = None  # steps between plain log lines (redirected stderr)
+        self.next_log = 0
 
     def __enter__(self) -> TrainProgress:
         self.bar.__enter__()
@@ -33,11 +35,18 @@ class TrainProgress:
     def start(self, done: int, total: int) -> None:
         self.bar.update(self.task, completed=done, total=total)
         self.bar.start_task(self.task)
+        if not self.bar.console.is_terminal:
+            self.log_every = max(total // 10, 1)
+            self.next_log = (done // self.log_every + 1) * self.log_every
 
     def update(self, step: int, loss: float, lr: float) -> None:
         speed = self.bar.tasks[self.task].speed
         rate = f"{speed:,.0f}" if speed else "-"
         self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:g}", rate=rate)
+        if self.log_every is not None and step >= self.next_log:
+            total = self.bar.tasks[self.task].total
+            self.bar.console.print(f"step {step:,}/{total:,.0f}  loss {loss:.4f}  lr {lr:g}  {rate} steps/s")
+            self.next_log = (step // self.log_every + 1) * self.log_every
 
     def note(self, message: str) -> None:
         self.bar.console.print(f"[yellow]note:[/] {message}", soft_wrap=True)

@@ -23,7 +23,7 @@ def sample(
     top_k: Annotated[int | None, typer.Option(help="Draw only among the k likeliest characters.", show_default="all")] = None,
     prefix: Annotated[str, typer.Option(help="Every name starts with this.")] = S.prefix,
     max_length: Annotated[int, typer.Option(help="Longest name, in characters.")] = S.max_length,
-    novel: Annotated[bool, typer.Option(help="Only names that are not in the names file.")] = False,
+    novel: Annotated[bool, typer.Option("--novel", help="Only names that are not in the names file.")] = False,
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",

@@ -48,8 +48,8 @@ def train(
     split_seed: Annotated[int | None, _opt("Seed of the train/val/test shuffle.", T.split_seed, OPTIM)] = None,
     engine: Annotated[str | None, _opt(f"Training loop: {', '.join(ENGINES)} (auto: compiled for long runs on the CPU).", T.engine, OPTIM)] = None,
     save_every: Annotated[int, typer.Option(min=1, help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the checkpoint's run to --steps, with its settings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint's run to --steps, with its settings.")] = False,
     tensorboard: Annotated[Path | None, typer.Option(help="Log Loss/train to this TensorBoard folder.", show_default=False)] = None,
 ) -> None:
     """Train a model on a names file and write the checkpoint (atomically, and every --save-every steps).
