@@ -49,7 +49,7 @@ def inference_figures(checkpoint: Path, rounds: int) -> list[Figure]:
     for _ in range(rounds):  # alternated, so a busy moment hits all three
         for key, threads, fn in (("ours1", THREADS, split_loss), ("ours2", 2, split_loss), ("naive", 2, naive_loss)):
             with num_threads(threads):
-                times[key].append(seconds(lambda: fn(model, x, y)) * 1e3)
+                times[key].append(seconds(lambda fn=fn: fn(model, x, y)) * 1e3)
     naive = statistics.median(times["naive"])
     two = Figure.of("bnnames, 2 threads", "ms", times["ours2"])
     figures = [Figure.of(f"eval of the full train split ({x.shape[0]:,} examples), compute", "ms", times["ours1"],
@@ -59,8 +59,9 @@ def inference_figures(checkpoint: Path, rounds: int) -> list[Figure]:
     rates, slow = [], []
     with num_threads(THREADS):
         for r in range(rounds):
-            rates.append(10_000 / seconds(lambda: sample_names(model, ckpt.vocab, 3, config, torch.Generator().manual_seed(r))))
-            slow.append(200 / seconds(lambda: makemore_names(model, 200, 3, torch.Generator().manual_seed(r))))
+            fast = lambda r=r: sample_names(model, ckpt.vocab, 3, config, torch.Generator().manual_seed(r))  # noqa: E731
+            rates.append(10_000 / seconds(fast))
+            slow.append(200 / seconds(lambda r=r: makemore_names(model, 200, 3, torch.Generator().manual_seed(r))))
     figures.append(Figure.of("sampling 10,000 names, compute", "names/s", rates,
                              baseline="one name at a time (200 names)", baseline_median=statistics.median(slow)))  # fmt: skip
     return figures

@@ -46,7 +46,7 @@ def step_figures(x: torch.Tensor, y: torch.Tensor, vocab: int, rounds: int) -> l
             run(64)  # warm up
         for _ in range(rounds):
             for name, run in engines.items():
-                us[name].append(seconds(lambda: run(steps[name])) / steps[name] * 1e6)
+                us[name].append(seconds(lambda run=run, n=steps[name]: run(n)) / steps[name] * 1e6)
     ref = us["reference"]
     figures = []
     for name in ("compiled", "eager"):

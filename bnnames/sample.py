@@ -18,7 +18,6 @@ from bnnames.fold import folded
 from bnnames.model import NamesModel
 from bnnames.threads import THREADS, num_threads
 
-
 TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
 
 

@@ -35,8 +35,8 @@ def state(model: NamesModel, generator: torch.Generator) -> dict[str, torch.Tens
 
 def assert_equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
 
 
 SHORT = dataclasses.replace(TrainConfig(), steps=100, decay_at=60)  # the decay falls inside the run

@@ -34,9 +34,9 @@ def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> No
     assert torch.equal(generator.get_state(), replay.get_state())
 
 
-def _run(trainer_for, x, y, vocab, stops: list[int], config: ModelConfig = ModelConfig()):  # type: ignore[no-untyped-def]
+def _run(trainer_for, x, y, vocab, stops: list[int]):  # type: ignore[no-untyped-def]
     """Train 0 -> stops[-1] in segments ending at `stops`, a fresh trainer each (as a resumed process)."""
-    model, generator = fresh(config, vocab)
+    model, generator = fresh(ModelConfig(), vocab)
     losses: list[tuple[int, float]] = []
     start = 0
     for stop in stops:

@@ -105,7 +105,7 @@ class FastTrainer:
         self.note("compiling the training step for this CPU (seconds; cached for later runs)")
         try:
             losses = self.chunk(*args)
-        except Exception as err:  # no C++ compiler, or an inductor limitation: the eager step is exact too
+        except Exception as err:  # noqa: BLE001 - no C++ compiler, or an inductor limit: the eager step is exact too
             lines = str(err).strip().splitlines()
             self.note(f"torch.compile failed ({lines[0][:160] if lines else type(err).__name__}): "
                       "training with the eager fast step instead")  # fmt: skip
@@ -121,4 +121,3 @@ class FastTrainer:
         if key not in self._schedules:
             self._schedules[key] = (torch.tensor(key[0], dtype=dtype), torch.tensor(key[1]))
         return self._schedules[key]
-

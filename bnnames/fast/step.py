@@ -69,9 +69,7 @@ def forward_backward(
     return loss, grads, stats  # type: ignore[return-value]
 
 
-def _norm_forward(
-    spec: NormSpec, z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
+def _norm_forward(spec: NormSpec, z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Algorithm 1 on z (B, C): output, x_hat, 1/s, and the batch statistics for the buffers."""
     m = z.shape[0]
     mean = z.mean(0)
