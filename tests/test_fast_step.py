@@ -10,7 +10,7 @@ from bnnames.config import ModelConfig
 from bnnames.fast.engine import FastTrainer
 from bnnames.fast.plan import plan_of, state_of, supports
 from bnnames.fast.step import forward_backward
-from bnnames.model import Tanh, build_model
+from bnnames.model import BatchNorm, Tanh, build_model
 from bnnames.threads import num_threads
 from bnnames.train import train_steps
 from tests.fasthelpers import SHORT, fresh, record, train_split
@@ -24,10 +24,18 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+def _with_bn_on_logits(model):  # type: ignore[no-untyped-def]
+    """The lecture's deep MLP ends in Linear -> BatchNorm: the logits are normalised too."""
+    model.layers.append(BatchNorm(27, momentum=0.1))
+    return model
+
+
+@pytest.mark.parametrize("name", [*CONFIGS, "bn-on-logits"])
 def test_loss_and_gradients_equal_autograd_in_float64(name: str) -> None:
-    config = CONFIGS[name]
+    config = CONFIGS.get(name, CONFIGS["deep"])
     model, generator = fresh(config, 27, seed=3)
+    if name == "bn-on-logits":
+        model = _with_bn_on_logits(model)
     model = model.double().train()
     ctx = torch.randint(0, 27, (32, config.block_size), generator=generator)
     target = torch.randint(0, 27, (32,), generator=generator)
@@ -40,16 +48,19 @@ def test_loss_and_gradients_equal_autograd_in_float64(name: str) -> None:
         torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=pname)
 
 
-@pytest.mark.parametrize("name", ["default", "lecture", "no-norm", "deep"])
+@pytest.mark.parametrize("name", ["default", "lecture", "no-norm", "deep", "bn-on-logits"])
 def test_hundred_eager_steps_follow_the_reference_loop(names_path, name: str) -> None:
     """Same losses to 1e-5 at every step, same parameters and BatchNorm buffers to float tolerance."""
-    config = CONFIGS[name]
+    config = CONFIGS.get(name, CONFIGS["deep"])
+    extend = _with_bn_on_logits if name == "bn-on-logits" else lambda model: model
     x, y, vocab = train_split(names_path, config.block_size)
     reference, ref_gen = fresh(config, vocab)
+    reference = extend(reference)
     ref_losses: list[tuple[int, float]] = []
     with num_threads(1):  # two threads only contend at this size (and this machine is shared)
         train_steps(reference, x, y, SHORT, ref_gen, 0, 100, record(ref_losses), report_every=1)
     model, generator = fresh(config, vocab)
+    model = extend(model)
     losses: list[tuple[int, float]] = []
     FastTrainer(model, plan_of(model), SHORT, compiled=False)(x, y, generator, 0, 100, record(losses), report_every=1)
     assert [s for s, _ in losses] == [s for s, _ in ref_losses] == list(range(1, 101))
