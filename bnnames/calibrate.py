@@ -22,6 +22,7 @@ from bnnames.device import resolve_device
 from bnnames.distinct import distinct_contexts
 from bnnames.errors import ConfigError
 from bnnames.evaluate import split_loss
+from bnnames.files import check_writable_folder
 from bnnames.fold import Folded
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.threads import THREADS, num_threads
@@ -116,6 +117,7 @@ def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}: choose full or paper")
     ckpt = load_checkpoint(path)
+    check_writable_folder(path, "checkpoint", "-c")  # it is rewritten in place: fail before the work
     target = resolve_device(device)
     model = ckpt.model.to(target)
     if not model.batch_norms():

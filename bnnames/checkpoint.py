@@ -9,9 +9,11 @@ in `load_checkpoint` alone: it checks the header before reading tensors and neve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import struct
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,20 +24,22 @@ from safetensors.torch import save as safetensors_bytes
 
 from bnnames import __version__
 from bnnames.config import ModelConfig, TrainConfig, from_json_dict, to_json_dict
-from bnnames.data import Dataset, Vocab, load_dataset
+from bnnames.data import Dataset, Vocab, dataset_from_bytes, read_file_bytes
 from bnnames.errors import BnnamesError, CheckpointError, DataError
 from bnnames.files import atomic_write_bytes
+from bnnames.header import TensorEntry, read_header, short
 from bnnames.model import BatchNorm, NamesModel, build_model
 
 FORMAT_NAME = "bnnames.checkpoint"
 FORMAT_VERSION = "1"
 GENERATOR_KEY = "train.generator_state"
-MAX_HEADER_BYTES = 1 << 24  # a real header is a few KB; bound what a hostile file can make us parse
 META_KEYS = (
     "format", "format_version", "bnnames_version", "model_config", "train_config", "vocab",
     "data_path", "data_sha256", "split_seed", "step", "losses", "calibration",
 )  # fmt: skip
-DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "U8": torch.uint8}
+DTYPE_NAMES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}  # safetensors'
+SHA256_HEX = re.compile("[0-9a-f]{64}")
+NON_NEGATIVE = ("_var", "_std", "num_batches_tracked")  # BatchNorm statistics that cannot be below zero
 
 
 @dataclass
@@ -86,64 +90,45 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Open, validate and rebuild a checkpoint; every failure is a one-line CheckpointError."""
+    """Open, validate and rebuild a checkpoint; every failure is a one-line CheckpointError.
+
+    Order matters: the header is read with bounds, the metadata parsed, and every tensor's
+    name, dtype and shape compared with what the stored config builds (on the meta device,
+    no memory) before a single tensor byte is read; nothing is ever unpickled.
+    """
     path = Path(path)
-    header = _read_header(path)
-    meta = header.pop("__metadata__", None)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+    meta, table = read_header(path)
+    if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is a safetensors file but not a bnnames checkpoint")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format version {meta.get('format_version')!r}; this bnnames "
+            f"{path} has checkpoint format version {short(meta.get('format_version'))}; this bnnames "
             f"({__version__}) reads version {FORMAT_VERSION}: upgrade bnnames or retrain"
         )
     try:
         ckpt_fields = _parse_metadata(meta)
-        expected = _expected_tensors(ckpt_fields["model_config"], ckpt_fields["vocab"], header)
+        expected = _expected_tensors(ckpt_fields["model_config"], ckpt_fields["vocab"], table)
     except BnnamesError as err:
         raise CheckpointError(f"{path} has invalid metadata: {err}") from None
-    _check_tensor_table(path, header, expected)
+    _check_tensor_table(path, table, expected)
     tensors = _read_tensors(path)
+    generator_state = tensors.pop(GENERATOR_KEY)
+    try:
+        torch.Generator().set_state(generator_state)  # the same check resume will make
+    except RuntimeError:
+        raise CheckpointError(f"{path} holds an invalid random generator state: it cannot be resumed") from None
     model = build_model(ckpt_fields["model_config"], ckpt_fields["vocab"].size)
     for bn_name, bn in _named_batch_norms(model):
         if f"{bn_name}.calibrated_mean" in tensors:
             bn.set_calibration(bn.running_mean, getattr(bn, f"running_{bn.spread}"))
-    generator_state = tensors.pop(GENERATOR_KEY)
     model.load_state_dict(tensors, strict=True)
     return Checkpoint(model=model, generator_state=generator_state, **ckpt_fields)
 
 
-def _read_header(path: Path) -> dict[str, Any]:
-    """The JSON header, read with bounds: never trust the length a file claims."""
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist: train one with `bnnames train` or pass -c PATH")
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise CheckpointError(f"{path} is not a safetensors checkpoint (too short)")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES or length + 8 > size:
-                raise CheckpointError(f"{path} is not a valid safetensors file (header length {length} is impossible)")
-            raw = handle.read(length)
-    except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path} is not a valid safetensors file (corrupt header)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a valid safetensors file (corrupt header)")
-    return header
-
-
-def _parse_metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    missing = [key for key in META_KEYS if not isinstance(meta.get(key), str)]
+def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
+    missing = [key for key in META_KEYS if key not in meta]
     if missing:
-        raise CheckpointError(f"missing or non-text fields: {', '.join(missing)}")
+        raise CheckpointError(f"missing fields: {', '.join(missing)}")
     try:
         model_config = from_json_dict(ModelConfig, json.loads(meta["model_config"]))
         train_config = from_json_dict(TrainConfig, json.loads(meta["train_config"]))
@@ -162,40 +147,44 @@ def _parse_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     if not 0 <= step <= train_config.steps:
         raise CheckpointError(f"step {step} is outside 0..{train_config.steps}")
     good_losses = isinstance(losses, dict) and all(
-        isinstance(v, float | int) and math.isfinite(v) for v in losses.values()
+        type(v) in (float, int) and math.isfinite(v) for v in losses.values()
     )
     if not good_losses or not isinstance(calibration, dict):
         raise CheckpointError("losses and calibration must be JSON objects of finite numbers")
-    if len(meta["data_sha256"]) != 64:
+    if not SHA256_HEX.fullmatch(meta["data_sha256"]):
         raise CheckpointError("data_sha256 is not a SHA-256 hex digest")
+    if not meta["data_path"] or "\0" in meta["data_path"]:
+        raise CheckpointError("data_path is not a file path")
     return dict(
         model_config=model_config, train_config=train_config, vocab=vocab, data_path=meta["data_path"],
         data_sha256=meta["data_sha256"], step=step, losses=losses, calibration=calibration,
     )  # fmt: skip
 
 
-def _expected_tensors(config: ModelConfig, vocab: Vocab, header: dict[str, Any]) -> dict[str, tuple]:
+def _expected_tensors(config: ModelConfig, vocab: Vocab, table: dict[str, TensorEntry]) -> dict[str, TensorEntry]:
     """Name -> (dtype, shape) that `config` implies, built on the meta device (no allocation)."""
     with torch.device("meta"):
         model = build_model(config, vocab.size)
-    expected = {name: (t.dtype, tuple(t.shape)) for name, t in model.state_dict().items()}
+    expected = {name: TensorEntry(DTYPE_NAMES[t.dtype], tuple(t.shape)) for name, t in model.state_dict().items()}
     for bn_name, bn in _named_batch_norms(model):
-        if f"{bn_name}.calibrated_mean" in header:  # calibration is optional, but all or nothing
+        if f"{bn_name}.calibrated_mean" in table:  # calibration is optional, but all or nothing
             expected[f"{bn_name}.calibrated_mean"] = expected[f"{bn_name}.running_mean"]
             expected[f"{bn_name}.calibrated_{bn.spread}"] = expected[f"{bn_name}.running_mean"]
-    expected[GENERATOR_KEY] = (torch.uint8, tuple(torch.Generator().get_state().shape))
+    expected[GENERATOR_KEY] = TensorEntry("U8", tuple(torch.Generator().get_state().shape))
     return expected
 
 
-def _check_tensor_table(path: Path, header: dict[str, Any], expected: dict[str, tuple]) -> None:
-    if set(header) != set(expected):
-        odd = sorted(set(header) ^ set(expected))[:3]
-        raise CheckpointError(f"{path} does not hold the tensors its config implies (e.g. {', '.join(odd)})")
-    for name, (dtype, shape) in expected.items():
-        entry = header[name]
-        got = (DTYPES.get(entry.get("dtype")), tuple(entry.get("shape", ()))) if isinstance(entry, dict) else None
-        if got != (dtype, shape):
-            raise CheckpointError(f"{path}: tensor {name} should be {dtype} {list(shape)}, the file holds {entry}")
+def _check_tensor_table(path: Path, table: dict[str, TensorEntry], expected: dict[str, TensorEntry]) -> None:
+    if set(table) != set(expected):
+        odd = ", ".join(short(name, 40) for name in sorted(set(table) ^ set(expected))[:3])
+        raise CheckpointError(f"{path} does not hold the tensors its config implies (e.g. {odd})")
+    for name, want in expected.items():
+        got = table[name]
+        if got != want:
+            raise CheckpointError(
+                f"{path}: tensor {name} should be {want.dtype} {list(want.shape)} as the stored config says, "
+                f"the file holds {got.dtype[:12]} {short(list(got.shape), 40)}"
+            )
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -203,10 +192,14 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(path), framework="pt") as handle:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is corrupt or truncated ({str(err).splitlines()[0][:120]})") from None
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise CheckpointError(f"{path} is corrupt or truncated ({reason})") from None
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise CheckpointError(f"{path} holds non-finite values in {', '.join(bad[:3])}: it cannot be used")
+    negative = [name for name, t in tensors.items() if name.endswith(NON_NEGATIVE) and (t < 0).any()]
+    if negative:  # a negative variance would turn into NaN at the first forward pass
+        raise CheckpointError(f"{path} holds negative values in {', '.join(negative[:3])}: it is corrupt")
     return tensors
 
 
@@ -222,15 +215,15 @@ def dataset_for(ckpt: Checkpoint, data: Path | None) -> Dataset:
     unless the user named it with `data` (then the caller tells them which file is used).
     """
     path = Path(data) if data is not None else Path(ckpt.data_path)
-    if data is None and not path.exists():
+    if data is None and not os.path.exists(path):
         raise DataError(f"the names file of this checkpoint, {path}, is gone: pass --data PATH to the file")
-    dataset = load_dataset(path, ckpt.train_config.split_seed, ckpt.model_config.block_size, ckpt.vocab)
-    if data is None and dataset.sha256 != ckpt.data_sha256:
+    raw = read_file_bytes(path)
+    if data is None and hashlib.sha256(raw).hexdigest() != ckpt.data_sha256:  # before parsing: say what changed
         raise DataError(
             f"{path} changed since training (its SHA-256 differs from the checkpoint's): "
             "pass --data PATH to use it anyway, or restore the original file"
         )
-    return dataset
+    return dataset_from_bytes(path, raw, ckpt.train_config.split_seed, ckpt.model_config.block_size, ckpt.vocab)
 
 
 def data_note(ckpt: Checkpoint, dataset: Dataset) -> str | None:

@@ -130,7 +130,7 @@ def from_json_dict(cls: type, data: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(repr(k)[:40] for k in sorted(unknown)[:3])}")
     for name, value in data.items():
         default = getattr(cls, name, None)
         wanted = type(default) if default is not None else str
@@ -139,13 +139,13 @@ def from_json_dict(cls: type, data: Any) -> Any:
             value, ok = float(value), True
             data = {**data, name: value}
         if not ok:
-            raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__}, got {value!r}")
+            raise ConfigError(f"{cls.__name__}.{name} must be {wanted.__name__}, got {repr(value)[:40]}")
     return cls(**data)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+        raise ConfigError(f"unknown {flag(name)} {value!r}: choose one of {', '.join(choices)}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

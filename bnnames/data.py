@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,10 @@ BOUNDARY = 0  # id of the token that marks both the start and the end of a name
 MAX_NAME_LENGTH = 256  # longer lines are not names: refusing them bounds memory and time
 MAX_FILE_BYTES = 256 * 1024 * 1024
 SPLITS = ("train", "val", "test")
+CONTROL_HINTS = {  # control characters a real text file may hold, with what to do about them
+    "\r": "a carriage return without a newline: save the file with \\n or \\r\\n line ends",
+    "\t": "a tab: put one name a line, without tabs",
+}
 
 
 def read_names(path: Path) -> list[str]:
@@ -23,18 +28,27 @@ def read_names(path: Path) -> list[str]:
 
 
 def read_file_bytes(path: Path) -> bytes:
-    """The bytes of a names file, with one clear error for each way that can fail."""
+    """The bytes of a names file, with one clear error for each way that can fail.
+
+    Reads at most MAX_FILE_BYTES + 1 bytes, so a pipe (`<(grep ...)`) works and an endless
+    stream cannot exhaust memory.
+    """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"names file {path} does not exist: pass the path of a text file with one name a line")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise DataError(f"{path} is a folder, not a names file: pass a text file with one name a line")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
-        return path.read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+        with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
+                raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise DataError(f"names file {path} does not exist: pass the path of a text file with one name a line") \
+            from None
+    except (OSError, ValueError) as err:  # ValueError: a path with a NUL byte (from a checkpoint)
+        raise DataError(f"cannot read names file {path}: {getattr(err, 'strerror', None) or err}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
+    return raw
 
 
 def parse_names(raw: bytes, source: str = "names file") -> list[str]:
@@ -50,10 +64,8 @@ def parse_names(raw: bytes, source: str = "names file") -> list[str]:
             continue
         bad = next((ch for ch in name if not ch.isprintable()), None)
         if bad is not None:
-            raise DataError(
-                f"{source} line {number} holds control character U+{ord(bad):04X}: "
-                "this looks like a binary file, not a text file of names"
-            )
+            hint = CONTROL_HINTS.get(bad, "this looks like a binary file, not a text file of names")
+            raise DataError(f"{source} line {number} holds control character U+{ord(bad):04X}: {hint}")
         if len(name) > MAX_NAME_LENGTH:
             raise DataError(
                 f"{source} line {number} is {len(name)} characters long (at most {MAX_NAME_LENGTH}): "
@@ -72,8 +84,8 @@ class Vocab:
     chars: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if list(self.chars) != sorted(set(self.chars)) or any(len(c) != 1 for c in self.chars):
-            raise DataError("a vocabulary is a sorted list of distinct single characters")
+        if list(self.chars) != sorted(set(self.chars)) or any(len(c) != 1 or not c.isprintable() for c in self.chars):
+            raise DataError("a vocabulary is a sorted list of distinct printable characters")
 
     @classmethod
     def from_names(cls, names: list[str]) -> Vocab:
@@ -112,7 +124,7 @@ def split_names(names: list[str], seed: int) -> Splits:
     splits = Splits(shuffled[:n1], shuffled[n1:n2], shuffled[n2:])
     if not (splits.train and splits.val and splits.test):
         raise DataError(
-            f"{len(names)} names are too few for three non-empty 80/10/10 splits: use at least 10 names"
+            f"{len(names)} names are too few for three non-empty 80/10/10 splits: use at least 6 names"
         )
     return splits
 
@@ -162,7 +174,11 @@ class Dataset:
 
 def load_dataset(path: Path, split_seed: int, block_size: int, vocab: Vocab | None = None) -> Dataset:
     """Read and split a names file; `vocab` (from a checkpoint) must cover every character."""
-    raw = read_file_bytes(path)
+    return dataset_from_bytes(path, read_file_bytes(path), split_seed, block_size, vocab)
+
+
+def dataset_from_bytes(path: Path, raw: bytes, split_seed: int, block_size: int, vocab: Vocab | None) -> Dataset:
+    """`load_dataset` for bytes already read (and hashed) by the caller."""
     names = parse_names(raw, str(path))
     found = Vocab.from_names(names)
     if vocab is None:
@@ -170,5 +186,8 @@ def load_dataset(path: Path, split_seed: int, block_size: int, vocab: Vocab | No
     elif not set(found.chars) <= set(vocab.chars):
         extra = "".join(sorted(set(found.chars) - set(vocab.chars)))
         raise DataError(f"{path} has characters the model never saw: {extra!r}")
-    splits = split_names(names, split_seed)
+    try:
+        splits = split_names(names, split_seed)
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
     return Dataset(Path(path), hashlib.sha256(raw).hexdigest(), names, vocab, splits, split_seed, block_size)

@@ -33,5 +33,8 @@ def fetch_standard_dataset(path: Path, url: str, timeout: float = 30.0) -> None:
             f"the file downloaded from {url} is not the standard names dataset (SHA-256 {digest[:16]}...): "
             f"nothing was written; check {URL_ENV} or supply the file yourself"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, payload)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, payload)
+    except OSError as err:
+        raise DataError(f"cannot write the downloaded dataset to {path}: {err.strerror or err}") from None

@@ -13,7 +13,7 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.data import SPLITS
 from bnnames.device import resolve_device
 from bnnames.distinct import distinct_contexts
-from bnnames.errors import ConfigError
+from bnnames.errors import CheckpointError, ConfigError
 from bnnames.fold import folded
 from bnnames.model import NamesModel
 from bnnames.threads import THREADS, num_threads
@@ -78,5 +78,8 @@ def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | 
     losses = []
     for name in SPLITS if split == "all" else (split,):
         x, y = (t.to(target) for t in dataset.examples(name))
-        losses.append(SplitLoss(name, split_loss(model, x, y), x.shape[0], kind))
+        loss = split_loss(model, x, y)
+        if not math.isfinite(loss):
+            raise CheckpointError(f"the {name} loss of {path} is {loss}: its weights are corrupt or diverged")
+        losses.append(SplitLoss(name, loss, x.shape[0], kind))
     return EvalReport(losses, data_note(ckpt, dataset))

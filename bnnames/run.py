@@ -19,14 +19,17 @@ from bnnames.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_ch
 from bnnames.config import ModelConfig, TrainConfig, flag, resolve_configs
 from bnnames.data import Dataset, load_dataset
 from bnnames.device import resolve_device
+from bnnames.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.engines import make_trainer, resolve_engine
-from bnnames.errors import ConfigError, DataError
+from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
-from bnnames.model import create_model
+from bnnames.files import check_writable_folder
+from bnnames.model import BatchNorm, build_model, create_model
 from bnnames.threads import THREADS, num_threads
 
 DEFAULT_DATA = Path("data/names.txt")
+MAX_PARAMETERS = 50_000_000  # 200 MB of weights, as much again of gradients: far past any sensible names model
 
 
 class Progress(Protocol):
@@ -50,7 +53,7 @@ class TrainRequest:
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # "done", "already complete" or "interrupted"
+    status: str  # "done", "already complete", "interrupted" or "not started" (stopped before step 1: no file)
     checkpoint: Path
     step: int
     model_config: ModelConfig
@@ -60,25 +63,37 @@ class TrainResult:
 
 @num_threads(THREADS)
 def run_training(request: TrainRequest, progress: Progress, should_stop: Callable[[], bool]) -> TrainResult:
+    if request.resume and request.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: --resume continues the checkpoint's run, "
+                          "--overwrite starts a new run over it; pass one")  # fmt: skip
+    if request.save_every is not None and request.save_every < 1:
+        raise ConfigError(f"--save-every must be at least 1 (got {request.save_every})")
     device = resolve_device(request.device)
+    existed = os.path.lexists(request.checkpoint)
     if request.resume:
-        ckpt = _resume_checkpoint(request)
-        if ckpt.complete:
+        ckpt = _resume_checkpoint(request, progress)
+        if ckpt.complete and ckpt.losses:
             return TrainResult("already complete", request.checkpoint, ckpt.step,
                                ckpt.model_config, ckpt.train_config, ckpt.losses)  # fmt: skip
+        check_writable_folder(request.checkpoint, "checkpoint", "-c")
         dataset = dataset_for(ckpt, request.data)
         if dataset.sha256 != ckpt.data_sha256:
             raise DataError(f"{dataset.path} is not the names file this run was trained on: resume needs the same data")
     else:
-        _check_writable(request)
+        _check_new_checkpoint(request)
         model_config, train_config = resolve_configs(request.preset or "default", dict(request.overrides))
-        dataset = _fresh_dataset(request.data, train_config.split_seed, model_config.block_size)
+        dataset = _fresh_dataset(request.data, request.checkpoint, train_config.split_seed, model_config.block_size)
         ckpt = _new_checkpoint(dataset, model_config, train_config)
-    return _train(ckpt, dataset, request, device, progress, should_stop)
+    return _train(ckpt, dataset, request, device, progress, should_stop, existed)
 
 
 def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: torch.device,
-           progress: Progress, should_stop: Callable[[], bool]) -> TrainResult:  # fmt: skip
+           progress: Progress, should_stop: Callable[[], bool], existed: bool) -> TrainResult:  # fmt: skip
+    """Train in segments of --save-every steps, saving after each; stop (and save) when asked.
+
+    Never saves a diverged state: the loss is checked at every report, the weights before every
+    save, so the file on disk is always the last good one (or untouched).
+    """
     model = ckpt.model.to(device)
     engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device)  # stored: resume keeps it
     ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, engine=engine))
@@ -86,23 +101,46 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
     generator = torch.Generator().set_state(ckpt.generator_state)
     trainer = make_trainer(model, config, device, progress.note)
     x, y = (t.to(device) for t in dataset.examples("train"))
-    on_report = _reporter(progress, request.tensorboard)
+    saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
+    ceiling = loss_ceiling(dataset.vocab.size)
+    report = _reporter(progress, request.tensorboard)
+
+    def on_report(step: int, loss: float, lr: float) -> None:
+        check_loss(loss, ceiling, step, lr)
+        report(step, loss, lr)
+
     progress.start(ckpt.step, config.steps)
-    step = ckpt.step
-    while step < config.steps:
-        segment_end = config.steps if request.save_every is None else min(
-            config.steps, (step // request.save_every + 1) * request.save_every)  # fmt: skip
-        step = trainer(x, y, generator, step, segment_end, on_report, should_stop=should_stop)
+    step = first = ckpt.step
+    while True:
+        try:
+            if step < config.steps:
+                end = _segment_end(step, config.steps, request.save_every)
+                step = trainer(x, y, generator, step, end, on_report, should_stop=should_stop)
+            check_finite(model, step)
+        except TrainingDiverged as err:
+            raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
         ckpt = dataclasses.replace(ckpt, model=model, step=step, generator_state=generator.get_state())
-        if step < config.steps:
+        stopping = should_stop()  # read once: a signal may arrive at any moment
+        if stopping and step == first:  # no step done by this invocation: nothing new to save
+            status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)
+            return TrainResult(status, request.checkpoint, step, ckpt.model_config, config, {})
+        if step < config.steps or stopping:
             save_checkpoint(request.checkpoint, ckpt)
-        if should_stop():
+            saved = step
+        if stopping:
             return TrainResult("interrupted", request.checkpoint, step, ckpt.model_config, config, {})
+        if step == config.steps:
+            break
     model.use_stats("running")
     val = (t.to(device) for t in dataset.examples("val"))
     losses = {"train": split_loss(model, x, y), "val": split_loss(model, *val)}
     save_checkpoint(request.checkpoint, dataclasses.replace(ckpt, losses=losses))
     return TrainResult("done", request.checkpoint, step, ckpt.model_config, config, losses)
+
+
+def _segment_end(step: int, total: int, save_every: int | None) -> int:
+    """The next multiple of save_every (the next save), or the end of the run."""
+    return total if save_every is None else min(total, (step // save_every + 1) * save_every)
 
 
 def _reporter(progress: Progress, tensorboard: Path | None) -> Callable[[int, float, float], None]:
@@ -122,7 +160,7 @@ def _reporter(progress: Progress, tensorboard: Path | None) -> Callable[[int, fl
     return report
 
 
-def _resume_checkpoint(request: TrainRequest) -> Checkpoint:
+def _resume_checkpoint(request: TrainRequest, progress: Progress) -> Checkpoint:
     """The checkpoint to continue; only a new total --steps may differ from its settings."""
     ckpt = load_checkpoint(request.checkpoint)
     if request.preset is not None:
@@ -141,36 +179,55 @@ def _resume_checkpoint(request: TrainRequest) -> Checkpoint:
         raise ConfigError(f"--steps {steps} is below the {ckpt.step} steps this checkpoint has done")
     if steps != ckpt.train_config.steps:
         ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, steps=steps))
-        if steps > ckpt.step:
-            ckpt = dataclasses.replace(ckpt, losses={})  # the old final losses no longer describe it
+    if steps > ckpt.step:
+        ckpt = dataclasses.replace(ckpt, losses={})  # the old final losses no longer describe it
+        if _drop_calibration(ckpt.model):
+            ckpt = dataclasses.replace(ckpt, calibration={})
+            progress.note("the calibrated BatchNorm statistics were dropped (training changes the model): "
+                          "run `bnnames calibrate` again when training is done")  # fmt: skip
     return ckpt
 
 
-def _check_writable(request: TrainRequest) -> None:
-    path = request.checkpoint
-    if path.exists() and not request.overwrite:
+def _drop_calibration(model: torch.nn.Module) -> bool:
+    """Remove calibrated buffers, which describe the weights before training went on."""
+    dropped = False
+    for bn in (m for m in model.modules() if isinstance(m, BatchNorm)):
+        for name in ("calibrated_mean", f"calibrated_{bn.spread}"):
+            if hasattr(bn, name):
+                delattr(bn, name)
+                dropped = True
+        bn.use_calibrated = False
+    return dropped
+
+
+def _check_new_checkpoint(request: TrainRequest) -> None:
+    """A new run never replaces a checkpoint unless --overwrite says so."""
+    check_writable_folder(request.checkpoint, "checkpoint", "-c")
+    if os.path.lexists(request.checkpoint) and not request.overwrite:
         raise ConfigError(
-            f"checkpoint {path} already exists: pass --overwrite to replace it, --resume to continue it, "
-            "or -c to write elsewhere"
+            f"checkpoint {request.checkpoint} already exists: pass --overwrite to replace it, --resume to "
+            "continue it, or -c to write elsewhere"
         )
-    if path.is_dir():
-        raise ConfigError(f"checkpoint path {path} is a folder: pass -c with a file name")
-    folder = path.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write the checkpoint into {folder}: it is missing or read-only; choose another -c")
 
 
-def _fresh_dataset(data: Path | None, split_seed: int, block_size: int) -> Dataset:
+def _fresh_dataset(data: Path | None, checkpoint: Path, split_seed: int, block_size: int) -> Dataset:
     if data is None:
         data = DEFAULT_DATA
         if not data.exists():
             fetch_standard_dataset(data, os.environ.get(URL_ENV, STANDARD_URL))
-    elif not data.exists():
-        raise DataError(f"names file {data} does not exist: pass the path of a text file with one name a line")
+    if os.path.exists(checkpoint) and os.path.exists(data) and os.path.samefile(checkpoint, data):
+        raise ConfigError(f"-c {checkpoint} is the names file itself: choose another checkpoint path")
     return load_dataset(data, split_seed, block_size)
 
 
 def _new_checkpoint(dataset: Dataset, model_config: ModelConfig, train_config: TrainConfig) -> Checkpoint:
+    with torch.device("meta"):  # count first, allocate nothing: a typo like --n-hidden 100000 must not crash
+        parameters = sum(p.numel() for p in build_model(model_config, dataset.vocab.size).parameters())
+    if parameters > MAX_PARAMETERS:
+        raise ConfigError(
+            f"this model would have {parameters:,} parameters (at most {MAX_PARAMETERS:,}): "
+            "lower --n-hidden, --n-layers, --n-embd or --block-size"
+        )
     generator = torch.Generator().manual_seed(train_config.seed)
     model = create_model(model_config, dataset.vocab.size, generator)  # draws the init first
     return Checkpoint(

@@ -13,12 +13,15 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.config import SampleConfig
 from bnnames.data import BOUNDARY, Vocab
 from bnnames.device import resolve_device
-from bnnames.errors import ConfigError
+from bnnames.errors import CheckpointError, ConfigError
 from bnnames.fold import folded
+from bnnames.header import short
 from bnnames.model import NamesModel
 from bnnames.threads import THREADS, num_threads
 
 TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
+
+NON_FINITE = "this model gives non-finite probabilities: its weights are corrupt or diverged (see `bnnames eval`)"
 
 
 @torch.inference_mode()
@@ -144,7 +147,10 @@ def _cdf(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
     if config.top_k is not None and config.top_k < logits.shape[1]:
         kth = torch.topk(logits, config.top_k, dim=1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.softmax(logits, dim=1).cumsum(dim=1)
+    cdf = torch.softmax(logits, dim=1).cumsum(dim=1)
+    if not bool(torch.isfinite(cdf[:, -1]).all()):
+        raise CheckpointError(NON_FINITE)
+    return cdf
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,12 @@ class SampleReport:
 def sample_checkpoint(path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str) -> SampleReport:
     """Names from a checkpoint, with calibrated BatchNorm statistics when it has them."""
     ckpt = load_checkpoint(path)
+    unknown = "".join(sorted(set(config.prefix) - set(ckpt.vocab.chars)))
+    if unknown:
+        raise ConfigError(
+            f"--prefix {config.prefix!r} has characters not in the vocabulary of this model: {unknown!r} "
+            f"(it knows {short(''.join(ckpt.vocab.chars), 80)})"
+        )
     target = resolve_device(device)
     model = ckpt.model.to(target)
     model.use_stats("calibrated" if model.has_calibration() else "running")

@@ -61,9 +61,6 @@ def train_steps(
 def report(value: float, step: int, lr: float, on_report: Reporter | None) -> None:
     """Stop a diverged run (a non-finite loss), else pass the loss on."""
     if not math.isfinite(value):
-        raise TrainingDiverged(
-            f"the loss became {value} at step {step} (lr {lr:g}): training diverged; "
-            "lower --lr and start again (the last saved checkpoint is untouched)"
-        )
+        raise TrainingDiverged(f"training diverged: the loss became {value} at step {step} (lr {lr:g})")
     if on_report is not None:
         on_report(step, value, lr)

@@ -26,16 +26,18 @@ class TrainProgress:
         self.next_log = 0
 
     def __enter__(self) -> TrainProgress:
-        self.bar.__enter__()
-        return self
+        return self  # the bar appears at start(): an error before training is one line, no empty bar
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(*exc)
+        if self.bar.live.is_started:  # rich's stop() prints a blank line when stderr is redirected
+            self.bar.stop()
 
     def start(self, done: int, total: int) -> None:
         self.bar.update(self.task, completed=done, total=total)
         self.bar.start_task(self.task)
-        if not self.bar.console.is_terminal:
+        if self.bar.console.is_terminal:
+            self.bar.start()
+        else:  # no live display (rich would print its last frame on exit): plain lines instead
             self.log_every = max(total // 10, 1)
             self.next_log = (done // self.log_every + 1) * self.log_every
 

@@ -47,7 +47,7 @@ def train(
     seed: Annotated[int | None, _opt("Seed of the init and the mini-batches.", T.seed, OPTIM)] = None,
     split_seed: Annotated[int | None, _opt("Seed of the train/val/test shuffle.", T.split_seed, OPTIM)] = None,
     engine: Annotated[str | None, _opt(f"Training loop: {', '.join(ENGINES)} (auto: compiled for long runs on the CPU).", T.engine, OPTIM)] = None,
-    save_every: Annotated[int, typer.Option(min=1, help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
+    save_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint's run to --steps, with its settings.")] = False,
     tensorboard: Annotated[Path | None, typer.Option(help="Log Loss/train to this TensorBoard folder.", show_default=False)] = None,
@@ -74,6 +74,9 @@ def train(
     if result.status == "already complete":
         note(f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)")
         return
+    if result.status == "not started":
+        note("interrupted before the first step: nothing was written")
+        raise typer.Exit(128 + received[0])
     if result.status == "interrupted":
         note(f"interrupted at step {result.step}; saved {checkpoint}. Continue with: bnnames train --resume -c {checkpoint}")
         raise typer.Exit(128 + received[0])

@@ -1,0 +1,52 @@
+"""Telling a run that blew up from one that is merely learning badly.
+
+A run has diverged when its loss is not finite, when any parameter or buffer is not finite,
+or when the loss exceeds DIVERGED_FACTOR x ln(vocab size), the loss of a uniform guess. A
+learning model sits below ln(V) after a few hundred steps; a blown-up one (say --lr 1e6)
+stays finite for thousands of steps with a mini-batch loss around 1e7 (measured), which no
+amount of further training repairs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from bnnames.errors import TrainingDiverged
+
+DIVERGED_FACTOR = 1000.0  # x ln(V): about 3,300 nats per character for the 27 symbols of names.txt
+
+
+def loss_ceiling(vocab_size: int) -> float:
+    return DIVERGED_FACTOR * math.log(max(vocab_size, 2))
+
+
+def check_loss(loss: float, ceiling: float, step: int, lr: float) -> None:
+    if not loss <= ceiling:  # also true for NaN
+        raise TrainingDiverged(
+            f"training diverged: the loss is {loss:.4g} at step {step:,} (lr {lr:g}; a uniform guess "
+            f"scores {ceiling / DIVERGED_FACTOR:.2f})"
+        )
+
+
+def check_finite(model: torch.nn.Module, step: int) -> None:
+    """Refuse to go on (and to save) once any parameter or buffer holds inf or NaN."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise TrainingDiverged(f"training diverged: {name} holds non-finite values after step {step:,}")
+
+
+def with_kept(err: TrainingDiverged, kept: str) -> TrainingDiverged:
+    """The same error, saying what is on disk and what to do."""
+    return TrainingDiverged(f"{err}; {kept}. Lower --lr and start a new run")
+
+
+def kept_message(path: Path, saved_step: int | None, existed: bool) -> str:
+    """What is on disk after a divergence: the last good checkpoint of this run, or nothing new."""
+    if saved_step is not None:
+        return f"the last good checkpoint, {path} at step {saved_step:,}, is kept"
+    if existed:
+        return f"{path} was left as it was"
+    return "no checkpoint was written"

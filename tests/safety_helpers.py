@@ -1,0 +1,122 @@
+"""Shared by the reliability tests: run the CLI, check one-line errors, compare checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from typer.testing import CliRunner
+
+from bnnames.checkpoint import Checkpoint, load_checkpoint
+from bnnames.cli import make_app
+
+# a model small enough that a few hundred steps take a fraction of a second
+TINY = ("--n-hidden", "8", "--n-embd", "3", "--steps", "200", "--save-every", "100")
+
+
+def cli(*args: object, code: int = 0):
+    """Run `bnnames ARGS` in-process and check its exit code."""
+    result = CliRunner().invoke(make_app(), [str(a) for a in args])
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
+    return result
+
+
+def assert_one_line_error(result, *fragments: str, code: int = 1, progress: bool = False) -> str:
+    """Exit `code`, exactly one line on stderr, `error: ...` with every fragment, no traceback.
+
+    With `progress`, training's plain progress lines ("step 100/400 ...") may come before it.
+    """
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # not an escaped exception
+    lines = result.stderr.strip().splitlines()
+    if progress:
+        lines = [line for line in lines if not line.startswith("step ")]
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def fail_with(*args: object, fragments: tuple[str, ...] = (), code: int = 1, progress: bool = False) -> str:
+    return assert_one_line_error(cli(*args, code=code), *fragments, code=code, progress=progress)
+
+
+def assert_same_run(a: Checkpoint, b: Checkpoint) -> None:
+    """Bit-identical: every tensor, the generator state, the step and the final losses."""
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert list(sa) == list(sb)
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name
+    assert torch.equal(a.generator_state, b.generator_state)
+    assert (a.step, a.losses, a.model_config, a.train_config) == (b.step, b.losses, b.model_config, b.train_config)
+
+
+def same_run_on_disk(path_a: Path, path_b: Path) -> None:
+    assert_same_run(load_checkpoint(path_a), load_checkpoint(path_b))
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for `python -m bnnames` in a child: one thread (fast under load, and the
+    same arithmetic as the in-process runs, which the `one_thread` fixture pins to one thread)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BNNAMES_")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+BNNAMES = (sys.executable, "-m", "bnnames")
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Pin torch to one thread (restored after): fast on a loaded 2-core machine, and the same
+    arithmetic as the `python -m bnnames` children started with `subprocess_env()`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def interrupt_after(at: int, action: Callable[[], None]) -> Callable[[], None]:
+    """Make `bnnames.run` call `action()` right after training step `at` is done; returns an undo.
+
+    Wraps the training loop that run.py calls (`train_steps`, or each loop `make_trainer` builds),
+    splitting the call whose range holds `at`; `action` sends a real signal (signal_driver.py) or
+    sets the stop flag of an in-process run.
+    """
+    import bnnames.run
+
+    name = "make_trainer" if hasattr(bnnames.run, "make_trainer") else "train_steps"
+    real = getattr(bnnames.run, name)
+    if name == "make_trainer":
+        setattr(bnnames.run, name, lambda *args, **kwargs: _split_at(real(*args, **kwargs), at, action))
+    else:
+        setattr(bnnames.run, name, _split_at(real, at, action))
+    return lambda: setattr(bnnames.run, name, real)
+
+
+def _split_at(loop: Callable[..., int], at: int, action: Callable[[], None]) -> Callable[..., int]:
+    signature = inspect.signature(loop)
+
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        bound = signature.bind(*args, **kwargs)
+        start, stop = bound.arguments["start"], bound.arguments["stop"]
+        if start < at <= stop:
+            bound.arguments["stop"] = at
+            done = loop(*bound.args, **bound.kwargs)
+            if done == at:
+                action()
+            bound.arguments["start"], bound.arguments["stop"] = done, stop
+        return loop(*bound.args, **bound.kwargs)
+
+    return wrapper
