@@ -52,16 +52,18 @@ def inference_figures(checkpoint: Path, rounds: int) -> list[Figure]:
                 times[key].append(seconds(lambda fn=fn: fn(model, x, y)) * 1e3)
     naive = statistics.median(times["naive"])
     two = Figure.of("bnnames, 2 threads", "ms", times["ours2"])
-    figures = [Figure.of(f"eval of the full train split ({x.shape[0]:,} examples), compute", "ms", times["ours1"],
-                         baseline="whole split layer by layer, 2 threads", baseline_median=naive,
-                         note=f"bnnames with 2 threads: {two.median:.1f} ms ({two.low:.1f}-{two.high:.1f})")]  # fmt: skip
+    what = f"eval of the full train split ({x.shape[0]:,} examples), compute"
+    note = f"bnnames with 2 threads: {two.median:.1f} ms ({two.low:.1f}-{two.high:.1f})"
+    baseline = "whole split layer by layer, 2 threads"
+    figures = [Figure.of(what, "ms", times["ours1"], baseline=baseline, baseline_median=naive, note=note)]
     config = SampleConfig(count=10_000, seed=1)
     rates, slow = [], []
     with num_threads(THREADS):
         for r in range(rounds):
-            fast = lambda r=r: sample_names(model, ckpt.vocab, 3, config, torch.Generator().manual_seed(r))  # noqa: E731
-            rates.append(10_000 / seconds(fast))
-            slow.append(200 / seconds(lambda r=r: makemore_names(model, 200, 3, torch.Generator().manual_seed(r))))
-    figures.append(Figure.of("sampling 10,000 names, compute", "names/s", rates,
-                             baseline="one name at a time (200 names)", baseline_median=statistics.median(slow)))  # fmt: skip
+            generator = torch.Generator().manual_seed(r)
+            rates.append(10_000 / seconds(lambda g=generator: sample_names(model, ckpt.vocab, 3, config, g)))
+            slow.append(200 / seconds(lambda g=generator: makemore_names(model, 200, 3, g)))
+    baseline = "one name at a time (200 names)"
+    figures.append(Figure.of("sampling 10,000 names, compute", "names/s", rates, baseline=baseline,
+                             baseline_median=statistics.median(slow)))  # fmt: skip
     return figures

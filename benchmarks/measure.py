@@ -24,7 +24,8 @@ class Figure:
 
     @classmethod
     def of(cls, what: str, unit: str, values: list[float], **extra: object) -> Figure:
-        return cls(what, unit, statistics.median(values), min(values), max(values), len(values), **extra)  # type: ignore[arg-type]
+        median, low, high = statistics.median(values), min(values), max(values)
+        return cls(what, unit, median, low, high, len(values), **extra)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

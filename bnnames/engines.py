@@ -45,7 +45,7 @@ def make_trainer(model: NamesModel, config: TrainConfig, device: torch.device,
     engine = resolve_engine(config.engine, model, config, device)
     if engine == "reference":
 
-        def reference(x, y, generator, start, stop, on_report=None, should_stop=lambda: False):  # type: ignore[no-untyped-def]
+        def reference(x, y, generator, start, stop, on_report=None, should_stop=lambda: False):  # type: ignore
             with num_threads(THREADS):
                 return train_steps(model, x, y, config, generator, start, stop, on_report, should_stop=should_stop)
 
