@@ -46,3 +46,21 @@ def test_interrupt_and_resume_equal_one_run(names_path: Path, tmp_path: Path, en
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert load_checkpoint(split.checkpoint).train_config.engine == engine
+
+
+def test_auto_is_resolved_once_and_stored(names_path: Path, tmp_path: Path) -> None:
+    request = TrainRequest(checkpoint=tmp_path / "c.safetensors", data=names_path, overrides={"steps": 50})
+    assert run_training(request, Quiet(), should_stop=lambda: False).train_config.engine == "eager"  # a short run
+    assert load_checkpoint(request.checkpoint).train_config.engine == "eager"
+
+
+def test_an_unknown_engine_is_a_one_line_error(names_path: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bnnames.cli import make_app
+
+    args = ["train", str(names_path), "--engine", "warp", "-c", str(tmp_path / "c.safetensors")]
+    result = CliRunner().invoke(make_app(), args)
+    assert result.exit_code == 1
+    assert "unknown --engine 'warp': choose one of auto, compiled, eager, reference" in result.output
+    assert not (tmp_path / "c.safetensors").exists()
