@@ -37,18 +37,18 @@ def run_one(data: Path, preset: str, norm: str, steps: int | None, folder: Path)
     wall = time.perf_counter() - started
     ckpt = load_checkpoint(checkpoint)
     return {
-        "preset": preset, "norm": norm, "steps": ckpt.step,
+        "preset": preset, "norm": norm, "engine": ckpt.train_config.engine, "steps": ckpt.step,
         "parameters": sum(p.numel() for p in ckpt.model.parameters()),
         "train": ckpt.losses["train"], "val": ckpt.losses["val"], "wall_s": wall,
     }  # fmt: skip
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| preset | norm | steps | parameters | train loss | val loss | wall time |",
-             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| preset | norm | training loop | steps | parameters | train loss | val loss | wall time |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['norm']} | {r['steps']:,} | {r['parameters']:,} | {r['train']:.4f} | "
-                     f"{r['val']:.4f} | {r['wall_s']:.0f} s |")  # fmt: skip
+        lines.append(f"| {r['preset']} | {r['norm']} | {r['engine']} | {r['steps']:,} | {r['parameters']:,} | "
+                     f"{r['train']:.4f} | {r['val']:.4f} | {r['wall_s']:.0f} s |")  # fmt: skip
     return "\n".join(lines)
 
 

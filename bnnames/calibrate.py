@@ -19,10 +19,13 @@ import torch
 
 from bnnames.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.device import resolve_device
+from bnnames.distinct import distinct_contexts
 from bnnames.errors import ConfigError
 from bnnames.evaluate import split_loss
 from bnnames.files import check_writable_folder
+from bnnames.fold import Folded
 from bnnames.model import BatchNorm, NamesModel
+from bnnames.threads import THREADS, num_threads
 
 METHODS = ("full", "paper")
 CHUNK = 8192
@@ -45,30 +48,24 @@ def calibrate(
 def _calibrate_full(model: NamesModel, x: torch.Tensor) -> int:
     model.eval()
     model.use_stats("running")
+    contexts, _, counts = distinct_contexts(x)  # (U, T), (U,)
     for index, layer in enumerate(model.layers):
         if not isinstance(layer, BatchNorm):
             continue
+        prefix = Folded(model.layers[:index])  # the layers before, earlier BatchNorms calibrated and folded
         total = torch.zeros(layer.weight.shape, dtype=torch.float64, device=x.device)
         total_sq = torch.zeros_like(total)
-        count = 0
-        for start in range(0, x.shape[0], CHUNK):
-            h = _input_of(model, index, x[start : start + CHUNK]).double()  # (chunk, ..., C)
-            h = h.reshape(-1, h.shape[-1])
-            total += h.sum(0)
-            total_sq += (h * h).sum(0)
-            count += h.shape[0]
+        for part, weight in zip(contexts.split(CHUNK), counts.double().split(CHUNK)):
+            h = prefix(part).double()  # (part, ..., C): each distinct context once...
+            h = h.reshape(h.shape[0], -1, h.shape[-1])
+            total += (h * weight[:, None, None]).sum((0, 1))  # ...weighted by how often it occurs
+            total_sq += (h * h * weight[:, None, None]).sum((0, 1))
+        count = x.shape[0] * h.shape[1]  # values per feature: examples x positions
         mean = total / count
         var = (total_sq - count * mean * mean).clamp_min(0) / (count - 1)  # unbiased, as the lecture's std
         layer.set_calibration(mean.float(), var.float() if layer.spread == "var" else var.sqrt().float())
         layer.use_calibrated = True  # the next layers are measured through this one, calibrated
     return x.shape[0]
-
-
-def _input_of(model: NamesModel, index: int, x: torch.Tensor) -> torch.Tensor:
-    """Run the first `index` layers: the input of layer `index`."""
-    for layer in model.layers[:index]:
-        x = layer(x)
-    return x
 
 
 @torch.inference_mode()
@@ -114,6 +111,7 @@ class CalibrationReport:
     note: str | None
 
 
+@num_threads(THREADS)
 def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str) -> CalibrationReport:
     """Calibrate a checkpoint's BatchNorm layers and rewrite it atomically in place."""
     if method not in METHODS:

@@ -130,17 +130,30 @@ def split_names(names: list[str], seed: int) -> Splits:
 
 
 def build_examples(names: list[str], vocab: Vocab, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every position of every name, end token included, in order: X (N, block_size), Y (N,)."""
-    contexts: list[list[int]] = []
-    targets: list[int] = []
+    """Every position of every name, end token included, in order: X (N, block_size), Y (N,).
+
+    The reference slides a context window over each name in Python; the same windows are read
+    here from one flat sequence in which each name is led by `block_size` boundary tokens:
+
+        . . . e m m a .  . . . b o .     windows of block_size ids, each followed by its target
+    """
+    missing = set("".join(names)) - set(vocab.chars)
+    if missing:
+        vocab.encode("".join(sorted(missing)))  # raises the one error for characters not in the vocabulary
+    index = {ch: i for i, ch in enumerate(vocab.chars, start=1)}
+    lead = [BOUNDARY] * block_size
+    flat: list[int] = []
     for name in names:
-        context = [BOUNDARY] * block_size
-        for ix in vocab.encode(name) + [BOUNDARY]:
-            contexts.append(context)
-            targets.append(ix)
-            context = context[1:] + [ix]
-    x = torch.tensor(contexts, dtype=torch.long).reshape(len(targets), block_size)
-    return x, torch.tensor(targets, dtype=torch.long)
+        flat += lead
+        flat += map(index.__getitem__, name)
+        flat.append(BOUNDARY)  # the end token
+    seq = torch.tensor(flat, dtype=torch.long)
+    targets = torch.tensor([len(name) + 1 for name in names], dtype=torch.long)  # per name: its characters and the end
+    name_start = torch.cumsum(targets + block_size, 0) - targets - block_size  # where each name's lead begins
+    within = torch.arange(int(targets.sum())) - torch.repeat_interleave(torch.cumsum(targets, 0) - targets, targets)
+    window = torch.repeat_interleave(name_start, targets) + within  # (N,) first id of each context
+    x = seq.unfold(0, block_size, 1)[window] if len(flat) >= block_size else seq[:0].reshape(0, block_size)
+    return x, seq[window + block_size]
 
 
 @dataclass(frozen=True)

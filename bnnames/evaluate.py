@@ -12,8 +12,11 @@ import torch.nn.functional as F
 from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.data import SPLITS
 from bnnames.device import resolve_device
+from bnnames.distinct import distinct_contexts
 from bnnames.errors import CheckpointError, ConfigError
+from bnnames.fold import folded
 from bnnames.model import NamesModel
+from bnnames.threads import THREADS, num_threads
 
 CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
 
@@ -36,13 +39,16 @@ class SplitLoss:
 
 @torch.inference_mode()
 def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> float:
-    """Mean cross-entropy over (x (N, T), y (N,)), summed in float64 across chunks."""
+    """Mean cross-entropy over (x (N, T), y (N,)) in eval mode, summed in float64.
+
+    Each distinct context is run once, through the network with BatchNorm folded into the
+    Linear layers before it: the same loss as the layer-by-layer model up to float32 rounding.
+    """
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[0], chunk):
-        logits = model(x[start : start + chunk])  # (chunk, vocab)
-        total += F.cross_entropy(logits, y[start : start + chunk], reduction="sum").double()
-    return total.item() / x.shape[0]
+    net = folded(model)
+    contexts, inverse, _ = distinct_contexts(x)  # (U, T), (N,)
+    log_probs = torch.cat([F.log_softmax(net(part).float(), dim=1) for part in contexts.split(chunk)])  # (U, vocab)
+    return -log_probs[inverse, y].double().sum().item() / x.shape[0]
 
 
 STAT_KINDS = ("running", "calibrated")
@@ -54,6 +60,7 @@ class EvalReport:
     note: str | None  # set when --data is not the training file
 
 
+@num_threads(THREADS)
 def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | None, device: str) -> EvalReport:
     """Loss on one split or on all three; `stats` None means calibrated when present."""
     if split not in (*SPLITS, "all"):

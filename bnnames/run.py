@@ -21,12 +21,13 @@ from bnnames.data import Dataset, load_dataset
 from bnnames.device import resolve_device
 from bnnames.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
+from bnnames.engines import make_trainer, resolve_engine
 from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.files import check_writable_folder
 from bnnames.model import BatchNorm, build_model, create_model
 from bnnames.recording import open_recorder
-from bnnames.train import train_steps
+from bnnames.threads import THREADS, num_threads
 
 DEFAULT_DATA = Path("data/names.txt")
 MAX_PARAMETERS = 50_000_000  # 200 MB of weights, as much again of gradients: far past any sensible names model
@@ -62,6 +63,7 @@ class TrainResult:
     losses: dict[str, float]  # full-split train/val losses with running statistics, when done
 
 
+@num_threads(THREADS)
 def run_training(request: TrainRequest, progress: Progress, should_stop: Callable[[], bool]) -> TrainResult:
     if request.resume and request.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: --resume continues the checkpoint's run, "
@@ -94,9 +96,12 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
     Never saves a diverged state: the loss is checked at every report, the weights before every
     save, so the file on disk is always the last good one (or untouched).
     """
+    model = ckpt.model.to(device)
+    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device)  # stored: resume keeps it
+    ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, engine=engine))
     config = ckpt.train_config
     generator = torch.Generator().set_state(ckpt.generator_state)
-    model = ckpt.model.to(device)
+    trainer = make_trainer(model, config, device, progress.note)
     x, y = (t.to(device) for t in dataset.examples("train"))
     saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
     ceiling = loss_ceiling(dataset.vocab.size)
@@ -117,7 +122,7 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
                 end = _segment_end(step, config.steps, request.save_every)
                 if recorder is not None:
                     end = min(end, recorder.next_stop(step))  # probes happen between segments
-                step = train_steps(model, x, y, config, generator, step, end, on_report, should_stop=should_stop)
+                step = trainer(x, y, generator, step, end, on_report, should_stop=should_stop)
             check_finite(model, step)
         except TrainingDiverged as err:
             raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
@@ -138,7 +143,8 @@ def _train(ckpt: Checkpoint, dataset: Dataset, request: TrainRequest, device: to
         if step == config.steps:
             break
     model.use_stats("running")
-    losses = {split: split_loss(model, *(t.to(device) for t in dataset.examples(split))) for split in ("train", "val")}
+    val = (t.to(device) for t in dataset.examples("val"))
+    losses = {"train": split_loss(model, x, y), "val": split_loss(model, *val)}
     save_checkpoint(request.checkpoint, dataclasses.replace(ckpt, losses=losses))
     if recorder is not None:
         recorder.save()

@@ -54,9 +54,13 @@ def train_steps(
                 p += -lr * p.grad  # the reference's `p.data += -lr * p.grad`, same rounding
         step += 1
         if step % report_every == 0 or step == stop:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"training diverged: the loss became {value} at step {step} (lr {lr:g})")
-            if on_report is not None:
-                on_report(step, value, lr)
+            report(loss.item(), step, lr, on_report)
     return step
+
+
+def report(value: float, step: int, lr: float, on_report: Reporter | None) -> None:
+    """Stop a diverged run (a non-finite loss), else pass the loss on."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training diverged: the loss became {value} at step {step} (lr {lr:g})")
+    if on_report is not None:
+        on_report(step, value, lr)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DeviceOpt, note, one_line_errors, stdout
-from bnnames.config import ARCHS, BN_STYLES, NORMS, OUT_INITS, PRESETS, SAVE_EVERY, ModelConfig, TrainConfig
+from bnnames.config import ARCHS, BN_STYLES, ENGINES, NORMS, OUT_INITS, PRESETS, SAVE_EVERY, ModelConfig, TrainConfig
 
 M, T = ModelConfig(), TrainConfig()  # the defaults, shown in --help (options left unset stay None)
 
@@ -49,6 +49,7 @@ def train(
     decay: Annotated[float | None, _opt("Learning-rate decay factor.", T.decay, OPTIM)] = None,
     seed: Annotated[int | None, _opt("Seed of the init and the mini-batches.", T.seed, OPTIM)] = None,
     split_seed: Annotated[int | None, _opt("Seed of the train/val/test shuffle.", T.split_seed, OPTIM)] = None,
+    engine: Annotated[str | None, _opt(f"Training loop: {', '.join(ENGINES)} (auto: compiled for long runs on the CPU).", T.engine, OPTIM)] = None,
     save_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint's run to --steps, with its settings.")] = False,
@@ -66,7 +67,7 @@ def train(
                     norm=norm, norm_logits=norm_logits, gain=gain, bn_style=bn_style, bn_momentum=bn_momentum,
                     bn_eps=bn_eps, out_scale=out_scale, out_init=out_init,
                     steps=steps, batch_size=batch_size, lr=lr, decay_at=decay_at, decay=decay, seed=seed,
-                    split_seed=split_seed)  # fmt: skip
+                    split_seed=split_seed, engine=engine)  # fmt: skip
     request = TrainRequest(
         checkpoint=checkpoint, data=data, preset=preset, device=device, overwrite=overwrite, resume=resume,
         overrides={k: v for k, v in settings.items() if v is not None}, save_every=save_every, tensorboard=tensorboard,

@@ -1,0 +1,7 @@
+"""`python -m benchmarks`: how fast bnnames is, measured side by side on this machine.
+
+Six figures (issue 3), each the median of several runs with their min-max: the training step
+against the reference autograd loop (paired, in one process), the default 200k-step
+`bnnames train` as a whole process cold and warm, eval of the full training split, sampling
+10,000 names, CLI start-up, and the peak memory of training. Prints a table, writes JSON.
+"""

@@ -1,0 +1,62 @@
+"""Inference with each BatchNorm folded into the Linear layer before it.
+
+In eval mode BatchNorm is a fixed affine map per feature (the paper's Algorithm 2, step 11):
+y = gain * (z - mean) / s + shift, with s = sqrt(var + eps) (paper) or the stored std (lecture).
+After z = x @ W + b it folds into one Linear layer:
+
+    W' = W * (gain / s)        b' = (b - mean) * (gain / s) + shift
+
+which saves a pass over every activation. The folded weights are computed in float64, so the
+folded network differs from the layer-by-layer one only by float32 rounding (tests check it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from bnnames.model import BatchNorm, Linear, NamesModel
+
+
+class Folded(nn.Module):
+    """An eval-only network: `model`'s layers with Linear -> BatchNorm pairs folded."""
+
+    def __init__(self, layers: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(fold_layers(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+@torch.no_grad()
+def fold_layers(layers: Sequence[nn.Module]) -> list[nn.Module]:
+    """The layers as eval mode runs them, each Linear followed by a BatchNorm made one Linear."""
+    out: list[nn.Module] = []
+    for layer in layers:
+        previous = out[-1] if out else None
+        if isinstance(layer, BatchNorm) and type(previous) is Linear:
+            out[-1] = _fold(previous, layer)
+        else:
+            out.append(layer.eval())
+    return out
+
+
+def _fold(linear: Linear, bn: BatchNorm) -> Linear:
+    mean, spread = (t.double() for t in bn.inference_stats())
+    s = spread if bn.style == "lecture" else torch.sqrt(spread + bn.eps)
+    scale = bn.weight.double() / s  # (C,)
+    bias = linear.bias.double() if linear.bias is not None else torch.zeros_like(mean)
+    fused = Linear(*linear.weight.shape, bias=True).to(linear.weight)
+    fused.weight.copy_(linear.weight.double() * scale)
+    fused.bias.copy_((bias - mean) * scale + bn.bias.double())
+    return fused
+
+
+def folded(model: NamesModel) -> Folded:
+    """`model` for inference with its current statistics choice (running or calibrated)."""
+    return Folded(list(model.layers))

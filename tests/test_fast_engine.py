@@ -1,0 +1,121 @@
+"""The fast loop: exact batches, bit-identical resume wherever it stops, compile and its fallback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bnnames.config import ModelConfig
+from bnnames.engines import make_trainer, resolve_engine
+from bnnames.errors import ConfigError
+from bnnames.fast import engine as fast_engine
+from bnnames.fast.batches import BatchDraws
+from bnnames.fast.engine import FastTrainer
+from bnnames.fast.plan import plan_of
+from bnnames.model import build_model
+from bnnames.threads import num_threads
+from bnnames.train import train_steps
+from tests.fasthelpers import SHORT, assert_equal_states, fresh, record, state, train_split
+
+
+def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> None:
+    x, y = torch.arange(1000).reshape(500, 2), torch.arange(500)
+    per_step = torch.Generator().manual_seed(5)
+    ix = torch.stack([torch.randint(0, 500, (4,), generator=per_step) for _ in range(23)])  # (23, 4)
+    generator = torch.Generator().manual_seed(5)
+    draws = BatchDraws(x, y, 4, generator, start=3, block_steps=8)  # blocks end at 8, 16, 24, 32
+    got = [draws.take(s, 2) for s in range(3, 21, 2)] + [draws.take(21, 5)]  # asks cross block ends
+    assert torch.equal(torch.cat([t for _, t in got]), ix)
+    assert torch.equal(torch.cat([c for c, _ in got]), x[ix])
+    draws.sync(3 + 22)  # the state a per-step loop has after 22 steps (the block ran ahead to 32)
+    replay = torch.Generator().manual_seed(5)
+    for _ in range(22):
+        torch.randint(0, 500, (4,), generator=replay)
+    assert torch.equal(generator.get_state(), replay.get_state())
+
+
+def _run(trainer_for, x, y, vocab, stops: list[int]):  # type: ignore[no-untyped-def]
+    """Train 0 -> stops[-1] in segments ending at `stops`, a fresh trainer each (as a resumed process)."""
+    model, generator = fresh(ModelConfig(), vocab)
+    losses: list[tuple[int, float]] = []
+    start = 0
+    for stop in stops:
+        start = trainer_for(model)(x, y, generator, start, stop, record(losses), report_every=1)
+    return state(model, generator), losses
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_segments_and_resumes_are_bit_identical_to_one_run(names_path, compiled: bool) -> None:
+    x, y, vocab = train_split(names_path)
+    trainers: dict[int, FastTrainer] = {}
+
+    def trainer_for(model):  # type: ignore[no-untyped-def]
+        # one compiled trainer per model: compiling once per test keeps it fast
+        return trainers.setdefault(id(model), FastTrainer(model, plan_of(model), SHORT, compiled=compiled))
+
+    whole, losses = _run(trainer_for, x, y, vocab, [100])
+    split, split_losses = _run(trainer_for, x, y, vocab, [3, 37, 40, 61, 100])  # unaligned stops
+    assert_equal_states(whole, split)
+    assert losses == split_losses
+
+
+def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
+    x, y, vocab = train_split(names_path)
+    reference, ref_gen = fresh(ModelConfig(), vocab)
+    ref_losses: list[tuple[int, float]] = []
+    with num_threads(1):
+        train_steps(reference, x, y, SHORT, ref_gen, 0, 100, record(ref_losses), report_every=1)
+    model, generator = fresh(ModelConfig(), vocab)
+    notes: list[str] = []
+    trainer = make_trainer(model, SHORT.__class__(**{**SHORT.__dict__, "engine": "compiled"}), torch.device("cpu"),
+                           notes.append)  # fmt: skip
+    losses: list[tuple[int, float]] = []
+    trainer(x, y, generator, 0, 100, record(losses))
+    assert not any("failed" in n for n in notes), notes
+    assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses[99::100])) < 1e-5
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    assert torch.equal(generator.get_state(), ref_gen.get_state())
+
+
+def test_a_failed_compile_falls_back_to_the_eager_step_and_says_so_once(names_path, monkeypatch) -> None:
+    def no_compiler(fn, **options):  # type: ignore[no-untyped-def]
+        def call(*args):  # type: ignore[no-untyped-def]
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+        return call
+
+    monkeypatch.setattr(fast_engine.torch, "compile", no_compiler)
+    x, y, vocab = train_split(names_path)
+    notes: list[str] = []
+    fallback, _ = _run(lambda m: FastTrainer(m, plan_of(m), SHORT, compiled=True, note=notes.append), x, y, vocab,
+                       [13, 50])  # fmt: skip
+    eager, _ = _run(lambda m: FastTrainer(m, plan_of(m), SHORT, compiled=False), x, y, vocab, [50])
+    assert_equal_states(fallback, eager)
+    failures = [n for n in notes if "failed" in n]
+    assert len(failures) == 2  # once per trainer (each segment above builds a new one, as a process would)
+    assert "No working C++ compiler found" in failures[0] and "\n" not in failures[0]
+
+
+def test_training_leaves_the_callers_thread_count_alone(names_path) -> None:
+    x, y, vocab = train_split(names_path)
+    model, generator = fresh(ModelConfig(), vocab)
+    before = torch.get_num_threads()
+    with num_threads(2):
+        FastTrainer(model, plan_of(model), SHORT, compiled=False)(x, y, generator, 0, 5)
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == before
+
+
+def test_auto_picks_by_architecture_device_and_run_length() -> None:
+    cpu = torch.device("cpu")
+    model = build_model(ModelConfig(), 27)
+    long_run, short_run = SHORT.__class__(steps=200_000), SHORT
+    assert resolve_engine("auto", model, long_run, cpu) == "compiled"
+    assert resolve_engine("auto", model, short_run, cpu) == "eager"
+    assert resolve_engine("auto", model, long_run, torch.device("meta")) == "eager"
+    assert resolve_engine("reference", model, long_run, cpu) == "reference"
+    model.layers.append(torch.nn.Identity())  # an architecture the fast step does not cover
+    assert resolve_engine("auto", model, long_run, cpu) == "reference"
+    with pytest.raises(ConfigError, match="does not cover this architecture"):
+        make_trainer(model, SHORT.__class__(engine="eager"), cpu)

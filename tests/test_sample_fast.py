@@ -1,0 +1,74 @@
+"""Batched sampling: the context table equals the model, and draws follow its probabilities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bnnames.config import ModelConfig, SampleConfig
+from bnnames.data import Vocab
+from bnnames.model import create_model
+from bnnames.sample import Predictor, TablePredictor, _sample_batch, sample_names
+
+VOCAB = Vocab(tuple("abcdefghijklmnopqrstuvwxyz"))
+CPU = torch.device("cpu")
+
+
+def _model():  # type: ignore[no-untyped-def]
+    model = create_model(ModelConfig(out_scale=1.0), VOCAB.size, torch.Generator().manual_seed(8))
+    return model.eval()  # out_scale 1: confident, uneven distributions, unlike a fresh model's
+
+
+@pytest.mark.parametrize("config", [SampleConfig(), SampleConfig(temperature=0.7, top_k=5)], ids=["plain", "top-k"])
+def test_the_context_table_holds_the_models_distributions(config: SampleConfig) -> None:
+    model = _model()
+    table, direct = TablePredictor(model, VOCAB.size, 3, config, CPU), Predictor(model, config, CPU)
+    contexts = torch.randint(0, VOCAB.size, (300, 3), generator=torch.Generator().manual_seed(1))
+    ids = (contexts * torch.tensor([27 * 27, 27, 1])).sum(1)
+    with torch.inference_mode():
+        torch.testing.assert_close(table.cdf(ids), direct.cdf(contexts), rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            table.cdf(ids.flip(0)), direct.cdf(contexts.flip(0)), rtol=0, atol=1e-6
+        )  # remembered
+        assert torch.equal(table.advance(ids, contexts[:, 0]), (contexts[:, 1:] * torch.tensor([729, 27])).sum(1)
+                           + contexts[:, 0])  # fmt: skip
+
+
+def test_first_characters_are_drawn_with_the_models_probabilities() -> None:
+    model = _model()
+    config = SampleConfig()
+    with torch.inference_mode():
+        probs = torch.softmax(model(torch.zeros(1, 3, dtype=torch.long)).double(), dim=1)[0]
+        for predictor in (TablePredictor(model, VOCAB.size, 3, config, CPU), Predictor(model, config, CPU)):
+            first = _sample_batch(predictor, [0, 0, 0], 100_000, 1, torch.Generator().manual_seed(3))[:, 0]
+            freq = torch.bincount(first, minlength=VOCAB.size).double() / first.numel()
+            assert (freq - probs).abs().max() < 0.005  # 4 standard errors at most
+            assert freq[probs == 0].sum() == 0
+
+
+def test_top_k_one_is_greedy_decoding() -> None:
+    model = _model()
+    greedy, context = "", [0, 0, 0]
+    with torch.inference_mode():
+        for _ in range(10):
+            ix = int(model(torch.tensor([context])).argmax())
+            if ix == 0:
+                break
+            greedy, context = greedy + VOCAB.chars[ix - 1], context[1:] + [ix]
+    config = SampleConfig(count=50, top_k=1, max_length=10, seed=0)
+    with torch.inference_mode():
+        for predictor in (TablePredictor(model, VOCAB.size, 3, config, CPU), Predictor(model, config, CPU)):
+            ids = _sample_batch(predictor, [0, 0, 0], 50, 10, torch.Generator())
+            assert [VOCAB.decode([i for i in row if i]) for row in ids.tolist()] == [greedy] * 50
+    assert sample_names(model, VOCAB, 3, config, torch.Generator()) == [greedy] * 50
+
+
+def test_same_seed_same_names_and_never_an_empty_or_excluded_one() -> None:
+    model = _model()
+    config = SampleConfig(count=300, max_length=12)
+    first = sample_names(model, VOCAB, 3, config, torch.Generator().manual_seed(5))
+    assert first == sample_names(model, VOCAB, 3, config, torch.Generator().manual_seed(5))
+    assert first != sample_names(model, VOCAB, 3, config, torch.Generator().manual_seed(6))
+    banned = frozenset(first[:100])
+    again = sample_names(model, VOCAB, 3, config, torch.Generator().manual_seed(5), exclude=banned)
+    assert all(name and name not in banned and len(name) <= 12 for name in again)
