@@ -15,6 +15,7 @@ from PIL import Image  # matplotlib's own dependency
 
 from bnnames.diagnose import DiagnoseReport
 from bnnames.diagnostics import Histogram, Probe
+from bnnames.errors import DiagnosticsError
 from bnnames.files import atomic_write_bytes
 
 DPI = 72  # small files: these are for looking at, not for print
@@ -23,6 +24,13 @@ UPDATE_GUIDE = -3.0  # the lecture's rule of thumb: updates about 1/1000 of the 
 
 def write_plots(report: DiagnoseReport, out: Path) -> list[Path]:
     """Write every plot the report supports into `out`; return the files written."""
+    try:
+        return _write_all(report, out)
+    except OSError as err:
+        raise DiagnosticsError(f"cannot write the plots into {out}: {err.strerror or err}") from None
+
+
+def _write_all(report: DiagnoseReport, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     probes = [p for p in (report.first, report.latest) if p is not None]
     if len(probes) == 2 and probes[0].step == probes[1].step:

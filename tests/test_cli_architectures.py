@@ -124,3 +124,12 @@ def test_wavenet_context_mismatch_is_one_line(tmp_path, small_names):
     result = run("train", small_names, "-c", tmp_path / "x.safetensors", "--preset", "wavenet",
                  "--block-size", "6", code=1)  # fmt: skip
     assert "2 ** --n-layers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plots_that_cannot_be_written_are_one_line(tmp_path, small_names):
+    ckpt = tmp_path / "run.safetensors"
+    train(small_names, ckpt, "deep", "batch", "--steps", "10")
+    (tmp_path / "afile").write_text("not a folder")
+    result = run("diagnose", "-c", ckpt, "--out", tmp_path / "afile" / "plots", code=1)
+    assert "cannot write the plots" in result.stderr and "Traceback" not in result.stderr
+    assert "is a file" in run("diagnose", "-c", ckpt, "--out", tmp_path / "afile", code=1).stderr
