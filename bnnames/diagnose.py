@@ -18,6 +18,7 @@ from bnnames.device import resolve_device
 from bnnames.diagnostics import Probe, probe
 from bnnames.errors import DiagnosticsError
 from bnnames.recording import PROBE_SEED, Recording, load_recording, run_identity, sidecar_path
+from bnnames.threads import THREADS, num_threads
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class DiagnoseReport:
     notes: list[str]
 
 
+@num_threads(THREADS)
 def diagnose_checkpoint(path: Path, data: Path | None, device: str) -> DiagnoseReport:
     ckpt = load_checkpoint(path)
     notes: list[str] = []
