@@ -48,6 +48,10 @@ class ModelConfig:
     out_scale: float = 0.01
     out_init: OutInit = "normal"
 
+    @property
+    def uses_batch_norm(self) -> bool:
+        return self.norm == "batch" or self.norm_logits
+
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("norm", self.norm, NORMS)

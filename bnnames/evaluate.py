@@ -69,6 +69,8 @@ def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | 
         raise ConfigError(f"unknown --stats {stats!r}: choose running or calibrated")
     ckpt = load_checkpoint(path)
     kind = stats or ("calibrated" if ckpt.model.has_calibration() else "running")
+    if not ckpt.model_config.uses_batch_norm and kind == "running":
+        kind = "none"  # no BatchNorm layer: there are no statistics to choose between
     if kind == "calibrated" and not ckpt.model.has_calibration():
         raise ConfigError(f"{path} has no calibrated statistics: run `bnnames calibrate` first, or use --stats running")
     dataset = dataset_for(ckpt, data)

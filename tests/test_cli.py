@@ -112,3 +112,10 @@ def test_tensorboard_logs_the_reference_tag(tmp_path, small_names, monkeypatch):
     events.Reload()
     scalars = events.Scalars("Loss/train")
     assert [s.step for s in scalars] == [100, 200, 300] and all(s.value > 0 for s in scalars)
+
+
+def test_a_model_without_batch_norm_reports_no_statistics(tmp_path, small_names, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trained = run("train", small_names, *TINY, "--norm", "none")
+    assert "(nats)" in trained.stdout and "BatchNorm" not in trained.stdout
+    assert json.loads(run("eval", "--json").stdout)["stats"] == "none"

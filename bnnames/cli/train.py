@@ -88,7 +88,8 @@ def train(
         raise typer.Exit(128 + received[0])
     out = stdout()
     out.print(f"trained {result.step:,} steps in {time.perf_counter() - started:.1f} s -> {checkpoint}")
-    out.print(f"train loss {result.losses['train']:.4f}   val loss {result.losses['val']:.4f}   (nats, running BatchNorm statistics)")
+    stats = ", running BatchNorm statistics" if result.model_config.uses_batch_norm else ""
+    out.print(f"train loss {result.losses['train']:.4f}   val loss {result.losses['val']:.4f}   (nats{stats})")
 
 
 class _stop_on_signals:
