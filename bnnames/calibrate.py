@@ -21,14 +21,13 @@ from bnnames.checkpoint import data_note, dataset_for, load_checkpoint, save_che
 from bnnames.device import resolve_device
 from bnnames.distinct import distinct_contexts
 from bnnames.errors import ConfigError
-from bnnames.evaluate import split_loss
+from bnnames.evaluate import CHUNK, split_loss
 from bnnames.files import check_writable_folder
 from bnnames.fold import Folded
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.threads import THREADS, num_threads
 
 METHODS = ("full", "paper")
-CHUNK = 8192
 
 
 def calibrate(

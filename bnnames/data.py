@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import os
 import random
 from dataclasses import dataclass
@@ -95,12 +97,15 @@ class Vocab:
     def size(self) -> int:
         return len(self.chars) + 1
 
+    @functools.cached_property
+    def _ids(self) -> dict[str, int]:
+        return {ch: i for i, ch in enumerate(self.chars, start=1)}
+
     def encode(self, text: str) -> list[int]:
-        index = {ch: i for i, ch in enumerate(self.chars, start=1)}
-        missing = sorted({ch for ch in text if ch not in index})
+        missing = set(text) - self._ids.keys()
         if missing:
-            raise DataError(f"characters not in the vocabulary: {''.join(missing)!r}")
-        return [index[ch] for ch in text]
+            raise DataError(f"characters not in the vocabulary: {''.join(sorted(missing))!r}")
+        return list(map(self._ids.__getitem__, text))
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i - 1] for i in ids if i != BOUNDARY)
@@ -137,15 +142,12 @@ def build_examples(names: list[str], vocab: Vocab, block_size: int) -> tuple[tor
 
         . . . e m m a .  . . . b o .     windows of block_size ids, each followed by its target
     """
-    missing = set("".join(names)) - set(vocab.chars)
-    if missing:
-        vocab.encode("".join(sorted(missing)))  # raises the one error for characters not in the vocabulary
-    index = {ch: i for i, ch in enumerate(vocab.chars, start=1)}
+    ids = iter(vocab.encode("".join(names)))  # every character of every name, in order
     lead = [BOUNDARY] * block_size
     flat: list[int] = []
     for name in names:
         flat += lead
-        flat += map(index.__getitem__, name)
+        flat += itertools.islice(ids, len(name))
         flat.append(BOUNDARY)  # the end token
     seq = torch.tensor(flat, dtype=torch.long)
     targets = torch.tensor([len(name) + 1 for name in names], dtype=torch.long)  # per name: its characters and the end

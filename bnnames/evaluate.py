@@ -26,7 +26,7 @@ class SplitLoss:
     split: str
     loss: float  # mean cross-entropy, nats per character (the end token counts as one)
     examples: int
-    stats: str  # "running" or "calibrated"
+    stats: str  # "running", "calibrated", or "none" for a model without BatchNorm
 
     @property
     def bits_per_char(self) -> float:

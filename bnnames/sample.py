@@ -44,13 +44,12 @@ def sample_names(
     context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
     predictor = _predictor(model, vocab.size, block_size, config, device)
     rows = min(config.batch, 2 * config.count)
-    chars = ["", *vocab.chars]  # id -> character; the boundary id 0 never reaches a name
     names: list[str] = []
     for _ in range(100 + 10 * math.ceil(config.count / rows)):  # gives up on a hopeless --novel
         ids = _sample_batch(predictor, context, rows, config.max_length - len(prefix_ids), generator)
         for row in ids.tolist():
             body = row[: row.index(BOUNDARY)] if BOUNDARY in row else row
-            name = config.prefix + "".join(map(chars.__getitem__, body))
+            name = config.prefix + vocab.decode(body)
             if name and name not in exclude:
                 names.append(name)
                 if len(names) == config.count:
