@@ -35,12 +35,17 @@ def main() -> None:
         figures += trained + inference_figures(checkpoint, args.rounds)
     figures += startup_figures(10)
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch": torch.__version__, "python": platform.python_version(),
-                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
         "final_losses_of_the_training_runs": losses,
         "figures": [f.as_dict() for f in figures],
-    }  # fmt: skip
+    }
     args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(table(figures))
     print(f"\nfinal losses of the training runs: {', '.join(sorted(set(losses)))}")

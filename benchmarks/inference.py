@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.measure import Figure, seconds
-from bnnames.checkpoint import dataset_for, load_checkpoint
 from bnnames.config import SampleConfig
 from bnnames.data import BOUNDARY
 from bnnames.evaluate import split_loss
 from bnnames.model import NamesModel
+from bnnames.runtime import THREADS, num_threads
 from bnnames.sample import sample_names
-from bnnames.threads import THREADS, num_threads
+from bnnames.storage.checkpoint import dataset_for, load_checkpoint
 
 
 @torch.inference_mode()
@@ -64,6 +64,13 @@ def inference_figures(checkpoint: Path, rounds: int) -> list[Figure]:
             rates.append(10_000 / seconds(lambda g=generator: sample_names(model, ckpt.vocab, 3, config, g)))
             slow.append(200 / seconds(lambda g=generator: makemore_names(model, 200, 3, g)))
     baseline = "one name at a time (200 names)"
-    figures.append(Figure.of("sampling 10,000 names, compute", "names/s", rates, baseline=baseline,
-                             baseline_median=statistics.median(slow)))  # fmt: skip
+    figures.append(
+        Figure.of(
+            "sampling 10,000 names, compute",
+            "names/s",
+            rates,
+            baseline=baseline,
+            baseline_median=statistics.median(slow),
+        )
+    )
     return figures

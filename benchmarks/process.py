@@ -59,5 +59,12 @@ def train_figures(data: Path, workdir: Path, runs: int, steps: int | None) -> tu
 def startup_figures(runs: int) -> list[Figure]:
     help_s = [_timed([sys.executable, "-m", "bnnames", "--help"], dict(os.environ))[0] for _ in range(runs)]
     torch_s = [_timed([sys.executable, "-c", "import torch"], dict(os.environ))[0] for _ in range(3)]
-    return [Figure.of("`bnnames --help` wall time", "s", help_s, baseline="python -c 'import torch'",
-                      baseline_median=statistics.median(torch_s))]  # fmt: skip
+    return [
+        Figure.of(
+            "`bnnames --help` wall time",
+            "s",
+            help_s,
+            baseline="python -c 'import torch'",
+            baseline_median=statistics.median(torch_s),
+        )
+    ]

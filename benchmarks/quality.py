@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bnnames.checkpoint import load_checkpoint
+from bnnames.storage.checkpoint import load_checkpoint
 
 PRESETS = ("default", "deep", "wavenet")
 NORMS = ("batch", "none")
@@ -28,8 +28,20 @@ NORMS = ("batch", "none")
 
 def run_one(data: Path, preset: str, norm: str, steps: int | None, folder: Path) -> dict:
     checkpoint = folder / f"{preset}-{norm}.safetensors"
-    command = [sys.executable, "-m", "bnnames", "train", str(data), "--preset", preset, "--norm", norm,
-               "-c", str(checkpoint), "--overwrite"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bnnames",
+        "train",
+        str(data),
+        "--preset",
+        preset,
+        "--norm",
+        norm,
+        "-c",
+        str(checkpoint),
+        "--overwrite",
+    ]
     if steps is not None:
         command += ["--steps", str(steps)]
     started = time.perf_counter()
@@ -37,18 +49,27 @@ def run_one(data: Path, preset: str, norm: str, steps: int | None, folder: Path)
     wall = time.perf_counter() - started
     ckpt = load_checkpoint(checkpoint)
     return {
-        "preset": preset, "norm": norm, "engine": ckpt.train_config.engine, "steps": ckpt.step,
+        "preset": preset,
+        "norm": norm,
+        "engine": ckpt.train_config.engine,
+        "steps": ckpt.step,
         "parameters": sum(p.numel() for p in ckpt.model.parameters()),
-        "train": ckpt.losses["train"], "val": ckpt.losses["val"], "wall_s": wall,
-    }  # fmt: skip
+        "train": ckpt.losses["train"],
+        "val": ckpt.losses["val"],
+        "wall_s": wall,
+    }
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| preset | norm | training loop | steps | parameters | train loss | val loss | wall time |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| preset | norm | training loop | steps | parameters | train loss | val loss | wall time |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['norm']} | {r['engine']} | {r['steps']:,} | {r['parameters']:,} | "
-                     f"{r['train']:.4f} | {r['val']:.4f} | {r['wall_s']:.0f} s |")  # fmt: skip
+        lines.append(
+            f"| {r['preset']} | {r['norm']} | {r['engine']} | {r['steps']:,} | {r['parameters']:,} | "
+            f"{r['train']:.4f} | {r['val']:.4f} | {r['wall_s']:.0f} s |"
+        )
     return "\n".join(lines)
 
 
@@ -66,8 +87,12 @@ def main() -> None:
             for norm in args.norms:
                 rows.append(run_one(args.data, preset, norm, args.steps, Path(folder)))
                 print(markdown(rows[-1:]).splitlines()[-1], flush=True)
-    environment = {"python": platform.python_version(), "machine": platform.machine(),
-                   "cpus": os.cpu_count(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}  # fmt: skip
+    environment = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
     args.json.write_text(json.dumps({"environment": environment, "runs": rows}, indent=2) + "\n")
     print()
     print(markdown(rows))

@@ -10,9 +10,9 @@ import torch
 
 from benchmarks.measure import Figure, seconds
 from bnnames.config import ModelConfig, TrainConfig
-from bnnames.engines import Trainer, make_trainer
 from bnnames.model import create_model
-from bnnames.threads import THREADS, num_threads
+from bnnames.runtime import THREADS, num_threads
+from bnnames.training.engines import Trainer, make_trainer
 
 
 def _engines(x: torch.Tensor, y: torch.Tensor, vocab: int) -> dict[str, Callable[[int], None]]:
@@ -42,7 +42,7 @@ def step_figures(x: torch.Tensor, y: torch.Tensor, vocab: int, rounds: int) -> l
     with num_threads(THREADS):
         engines = _engines(x, y, vocab)
         compile_s = seconds(lambda: engines["compiled"](8))  # the first call compiles (or loads the cache)
-        for name, run in engines.items():
+        for run in engines.values():
             run(64)  # warm up
         for _ in range(rounds):
             for name, run in engines.items():
@@ -51,9 +51,22 @@ def step_figures(x: torch.Tensor, y: torch.Tensor, vocab: int, rounds: int) -> l
     figures = []
     for name in ("compiled", "eager"):
         ratios = [r / f for r, f in zip(ref, us[name])]
-        figures.append(Figure.of(f"training step, {name}", "µs/step", us[name], baseline="reference loop",
-                                 baseline_median=statistics.median(ref)))  # fmt: skip
+        figures.append(
+            Figure.of(
+                f"training step, {name}",
+                "µs/step",
+                us[name],
+                baseline="reference loop",
+                baseline_median=statistics.median(ref),
+            )
+        )
         figures.append(Figure.of(f"speed-up of {name} over the reference loop (paired)", "x", ratios))
-    figures.append(Figure.of("first compiled call in the benchmark process", "s", [compile_s],
-                             note="compile, or a load from the inductor cache"))  # fmt: skip
+    figures.append(
+        Figure.of(
+            "first compiled call in the benchmark process",
+            "s",
+            [compile_s],
+            note="compile, or a load from the inductor cache",
+        )
+    )
     return figures

@@ -17,17 +17,14 @@ from pathlib import Path
 
 import torch
 
-from bnnames.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
-from bnnames.device import resolve_device
-from bnnames.distinct import distinct_contexts
+from bnnames.config import Method, check_choice
 from bnnames.errors import ConfigError
 from bnnames.evaluate import CHUNK, split_loss
-from bnnames.files import check_writable_folder
-from bnnames.fold import Folded
+from bnnames.inference import Folded, distinct_contexts
 from bnnames.model import BatchNorm, NamesModel
-from bnnames.threads import THREADS, num_threads
-
-METHODS = ("full", "paper")
+from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
+from bnnames.storage.files import check_writable_folder
 
 
 def calibrate(
@@ -113,8 +110,7 @@ class CalibrationReport:
 @num_threads(THREADS)
 def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str) -> CalibrationReport:
     """Calibrate a checkpoint's BatchNorm layers and rewrite it atomically in place."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown --method {method!r}: choose full or paper")
+    check_choice("method", method, Method)
     ckpt = load_checkpoint(path)
     check_writable_folder(path, "checkpoint", "-c")  # it is rewritten in place: fail before the work
     target = resolve_device(device)

@@ -6,57 +6,81 @@ This module must not import torch: the CLI builds its `--help` from these classe
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 from bnnames.errors import ConfigError
 
+# Every choice is a Literal: the configs check it, and Typer builds its usage error (exit 2) and
+# shell completion from the same type.
+Arch = Literal["mlp", "wavenet"]
 Norm = Literal["batch", "none"]
 BNStyle = Literal["paper", "lecture"]
-Arch = Literal["mlp", "wavenet"]
 OutInit = Literal["normal", "kaiming"]
+Engine = Literal["auto", "compiled", "eager", "reference"]  # see bnnames.training.engines
+Device = Literal["auto", "cpu", "cuda", "mps"]
+Split = Literal["train", "val", "test"]
+SplitChoice = Literal["train", "val", "test", "all"]
+Stats = Literal["running", "calibrated"]
+Method = Literal["full", "paper"]  # calibration: the whole training split, or Algorithm 2's averages
+PresetName = Literal["default", "lecture", "deep", "wavenet"]
 
-ARCHS: tuple[str, ...] = ("mlp", "wavenet")
-OUT_INITS: tuple[str, ...] = ("normal", "kaiming")
 TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
-NORMS: tuple[str, ...] = ("batch", "none")
-BN_STYLES: tuple[str, ...] = ("paper", "lecture")
-ENGINES: tuple[str, ...] = ("auto", "compiled", "eager", "reference")  # see bnnames.engines
 COMPILE_MIN_STEPS = 50_000  # "auto" compiles the step only for runs this long: ~3-30 s repaid at ~0.1 ms/step
+SAVE_EVERY = 10_000  # steps between periodic checkpoint saves of a training run
+
+
+def choices(kind: Any) -> tuple[str, ...]:
+    """The values of a Literal choice type, e.g. choices(Split) == ("train", "val", "test")."""
+    return get_args(kind)
+
+
+def knob(default: Any, help: str) -> Any:
+    """A config field that is also a `bnnames train` option: its default and help, declared once."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the network. Defaults are the reference model of the makemore BatchNorm lecture."""
 
-    # "mlp": flatten the whole context, then the hidden layers; "wavenet": the hierarchical model,
-    # each hidden layer first merges pairs of neighbours (block_size must be 2 ** n_layers)
-    arch: Arch = "mlp"
-    block_size: int = 3  # context: how many previous characters predict the next one
-    n_embd: int = 10  # width of each character's embedding vector
-    n_hidden: int = 200  # width of each hidden Linear -> BatchNorm -> tanh layer
-    n_layers: int = 1  # number of hidden layers (wavenet: levels of the tree)
-    norm: Norm = "batch"  # "none" gives Linear layers a bias instead, to see what BN changes
-    norm_logits: bool = False  # a BatchNorm on the logits too (the lecture's deep MLP)
-    gain: float = TANH_GAIN  # hidden weights are N(0,1) * gain / sqrt(fan_in)
-    bn_style: BNStyle = "paper"  # "lecture": unbiased std, no eps, running std (the notebook's)
-    bn_momentum: float = 0.001  # running = (1 - momentum) * running + momentum * batch statistic
-    bn_eps: float = 1e-5  # added to the variance before the square root (paper style only)
+    # "mlp" flattens the whole context; "wavenet", the hierarchical model, first merges pairs of
+    # neighbours in each hidden layer (block_size must be 2 ** n_layers)
+    arch: Arch = knob("mlp", "Architecture: mlp (flatten the context) or wavenet (merge pairs per layer).")
+    block_size: int = knob(3, "Context length: how many previous characters predict the next one.")
+    n_embd: int = knob(10, "Embedding width per character.")
+    n_hidden: int = knob(200, "Width of each hidden Linear -> BatchNorm -> tanh layer.")
+    n_layers: int = knob(1, "Number of hidden layers (wavenet: levels of the tree).")
+    # "none" gives Linear layers a bias instead, to see what BN changes
+    norm: Norm = knob("batch", "Normalisation: batch, or none (no BatchNorm anywhere; sets --gain 5/3 unless given).")
+    norm_logits: bool = knob(False, "A BatchNorm on the logits too (the lecture's deep MLP).")
+    gain: float = knob(TANH_GAIN, "Init gain of hidden Linear layers: N(0,1) * gain / sqrt(fan_in).")
+    # "lecture": unbiased std, no eps, a running std buffer (the notebook's arithmetic)
+    bn_style: BNStyle = knob("paper", "BatchNorm arithmetic: paper (Algorithm 1) or lecture (the notebook's).")
+    # running = (1 - momentum) * running + momentum * batch statistic
+    bn_momentum: float = knob(0.001, "Momentum of the running statistics.")
+    bn_eps: float = knob(1e-5, "BatchNorm epsilon, added to the variance (paper style).")
     # output weights are N(0,1) * out_scale ("normal", the lecture's W2 * 0.01) or, "kaiming",
     # N(0,1) / sqrt(fan_in) * out_scale (the later lectures' "last layer weight *= 0.1"); with
     # norm_logits the logits' BatchNorm gain starts at out_scale instead: a confidence-free start
-    out_scale: float = 0.01
-    out_init: OutInit = "normal"
+    out_scale: float = knob(0.01, "Scale of the output layer's initial weights (or the logits' BatchNorm gain).")
+    out_init: OutInit = knob("normal", "Output init: normal, or kaiming (also divides by sqrt(fan_in)).")
 
     @property
     def uses_batch_norm(self) -> bool:
-        return self.norm == "batch" or self.norm_logits
+        """BatchNorm after every hidden Linear; build_model reads this, so the two never disagree."""
+        return self.norm == "batch"
+
+    @property
+    def batch_norm_on_logits(self) -> bool:
+        """A BatchNorm on the logits too: only in a BatchNorm model (--norm none means none at all)."""
+        return self.uses_batch_norm and self.norm_logits
 
     def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, ARCHS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("bn_style", self.bn_style, BN_STYLES)
-        _check_choice("out_init", self.out_init, OUT_INITS)
+        check_choice("arch", self.arch, Arch)
+        check_choice("norm", self.norm, Norm)
+        check_choice("bn_style", self.bn_style, BNStyle)
+        check_choice("out_init", self.out_init, OutInit)
         _check_range("gain", self.gain, 0.0, 100.0)
         _check_range("block_size", self.block_size, 1, 64)
         _check_range("n_embd", self.n_embd, 1, 4096)
@@ -77,17 +101,18 @@ class ModelConfig:
 class TrainConfig:
     """How the model is optimised: plain SGD with one step decay of the learning rate."""
 
-    steps: int = 200_000  # total optimisation steps of the run
-    batch_size: int = 32  # examples per mini-batch (BatchNorm needs at least 2)
-    lr: float = 0.1  # learning rate before `decay_at`
-    decay_at: int = 100_000  # from this step on, the learning rate is lr * decay
-    decay: float = 0.1  # the step decay factor
-    seed: int = 2147483647  # seeds the one generator that draws the init, then every batch
-    split_seed: int = 42  # seeds the shuffle that makes the 80/10/10 split
-    engine: str = "auto"  # training loop: compiled, eager (hand-derived step) or reference (autograd)
+    steps: int = knob(200_000, "Total optimisation steps of the run.")
+    batch_size: int = knob(32, "Examples per mini-batch (BatchNorm needs at least 2).")
+    lr: float = knob(0.1, "Learning rate before --decay-at.")
+    decay_at: int = knob(100_000, "Step from which the learning rate is lr * decay.")
+    decay: float = knob(0.1, "Learning-rate decay factor.")
+    seed: int = knob(2147483647, "Seed of the one generator that draws the init, then every mini-batch.")
+    split_seed: int = knob(42, "Seed of the shuffle that makes the 80/10/10 train/val/test split.")
+    # compiled or eager: the hand-derived step; reference: autograd (see bnnames.training.engines)
+    engine: Engine = knob("auto", "Training loop (auto: compiled for long runs on the CPU, else eager or reference).")
 
     def __post_init__(self) -> None:
-        _check_choice("engine", self.engine, ENGINES)
+        check_choice("engine", self.engine, Engine)
         _check_range("steps", self.steps, 1, 10**10)
         if self.batch_size < 2:
             raise ConfigError(
@@ -129,9 +154,6 @@ class SampleConfig:
         _check_range("batch", self.batch, 1, 1 << 20)
 
 
-PRESETS: tuple[str, ...] = ("default", "lecture", "deep", "wavenet")
-
-
 def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     """The named starting point; command-line options override single fields of it."""
     if name == "default":
@@ -147,10 +169,18 @@ def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     if name == "wavenet":
         # makemore part 5's hierarchical model: 8 characters merged pairwise over three levels of
         # Linear(no bias) -> BatchNorm -> tanh of width 128; plain 1/sqrt(fan_in) init, last layer * 0.1
-        model = ModelConfig(arch="wavenet", block_size=8, n_embd=24, n_hidden=128, n_layers=3, gain=1.0,
-                            out_scale=0.1, out_init="kaiming")  # fmt: skip
+        model = ModelConfig(
+            arch="wavenet",
+            block_size=8,
+            n_embd=24,
+            n_hidden=128,
+            n_layers=3,
+            gain=1.0,
+            out_scale=0.1,
+            out_init="kaiming",
+        )
         return model, TrainConfig(decay_at=150_000)
-    raise ConfigError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")
+    raise ConfigError(f"unknown --preset {name!r}: choose one of {', '.join(choices(PresetName))}")
 
 
 def to_json_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:
@@ -177,17 +207,15 @@ def from_json_dict(cls: type, data: Any) -> Any:
     return cls(**data)
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {flag(name)} {value!r}: choose one of {', '.join(choices)}")
+def check_choice(name: str, value: Any, kind: Any) -> None:
+    """The one check of a choice (for library callers: the CLI's Literal options refuse earlier)."""
+    if value not in choices(kind):
+        raise ConfigError(f"unknown {flag(name)} {value!r}: choose one of {', '.join(choices(kind))}")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not (low <= value <= high):
         raise ConfigError(f"{flag(name)} must be between {low} and {high} (got {value})")
-
-
-SAVE_EVERY = 10_000  # steps between periodic checkpoint saves of a training run
 
 
 def resolve_configs(preset_name: str, overrides: dict[str, Any]) -> tuple[ModelConfig, TrainConfig]:

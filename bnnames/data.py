@@ -17,7 +17,6 @@ from bnnames.errors import DataError
 BOUNDARY = 0  # id of the token that marks both the start and the end of a name
 MAX_NAME_LENGTH = 256  # longer lines are not names: refusing them bounds memory and time
 MAX_FILE_BYTES = 256 * 1024 * 1024
-SPLITS = ("train", "val", "test")
 CONTROL_HINTS = {  # control characters a real text file may hold, with what to do about them
     "\r": "a carriage return without a newline: save the file with \\n or \\r\\n line ends",
     "\t": "a tab: put one name a line, without tabs",
@@ -44,8 +43,9 @@ def read_file_bytes(path: Path) -> bytes:
                 raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
             raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise DataError(f"names file {path} does not exist: pass the path of a text file with one name a line") \
-            from None
+        raise DataError(
+            f"names file {path} does not exist: pass the path of a text file with one name a line"
+        ) from None
     except (OSError, ValueError) as err:  # ValueError: a path with a NUL byte (from a checkpoint)
         raise DataError(f"cannot read names file {path}: {getattr(err, 'strerror', None) or err}") from None
     if len(raw) > MAX_FILE_BYTES:
@@ -128,9 +128,7 @@ def split_names(names: list[str], seed: int) -> Splits:
     n1, n2 = int(0.8 * len(shuffled)), int(0.9 * len(shuffled))
     splits = Splits(shuffled[:n1], shuffled[n1:n2], shuffled[n2:])
     if not (splits.train and splits.val and splits.test):
-        raise DataError(
-            f"{len(names)} names are too few for three non-empty 80/10/10 splits: use at least 6 names"
-        )
+        raise DataError(f"{len(names)} names are too few for three non-empty 80/10/10 splits: use at least 6 names")
     return splits
 
 

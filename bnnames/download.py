@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from bnnames.errors import DataError
-from bnnames.files import atomic_write_bytes
+from bnnames.storage.files import atomic_write_bytes
 
 STANDARD_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.txt"
 STANDARD_SHA256 = "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"

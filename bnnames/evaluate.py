@@ -9,14 +9,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
-from bnnames.data import SPLITS
-from bnnames.device import resolve_device
-from bnnames.distinct import distinct_contexts
-from bnnames.errors import CheckpointError, ConfigError
-from bnnames.fold import folded
+from bnnames.config import Split, SplitChoice, Stats, check_choice, choices
+from bnnames.errors import CheckpointError
+from bnnames.inference import distinct_contexts, folded
 from bnnames.model import NamesModel
-from bnnames.threads import THREADS, num_threads
+from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
 
 CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
 
@@ -51,9 +49,6 @@ def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int =
     return -log_probs[inverse, y].double().sum().item() / x.shape[0]
 
 
-STAT_KINDS = ("running", "calibrated")
-
-
 @dataclass(frozen=True)
 class EvalReport:
     losses: list[SplitLoss]
@@ -63,22 +58,16 @@ class EvalReport:
 @num_threads(THREADS)
 def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | None, device: str) -> EvalReport:
     """Loss on one split or on all three; `stats` None means calibrated when present."""
-    if split not in (*SPLITS, "all"):
-        raise ConfigError(f"unknown --split {split!r}: choose one of {', '.join(SPLITS)}, all")
-    if stats is not None and stats not in STAT_KINDS:
-        raise ConfigError(f"unknown --stats {stats!r}: choose running or calibrated")
+    check_choice("split", split, SplitChoice)
+    if stats is not None:
+        check_choice("stats", stats, Stats)
     ckpt = load_checkpoint(path)
-    kind = stats or ("calibrated" if ckpt.model.has_calibration() else "running")
-    if not ckpt.model_config.uses_batch_norm and kind == "running":
-        kind = "none"  # no BatchNorm layer: there are no statistics to choose between
-    if kind == "calibrated" and not ckpt.model.has_calibration():
-        raise ConfigError(f"{path} has no calibrated statistics: run `bnnames calibrate` first, or use --stats running")
+    kind = ckpt.model.choose_stats(stats)
     dataset = dataset_for(ckpt, data)
     target = resolve_device(device)
     model = ckpt.model.to(target)
-    model.use_stats(kind)
     losses = []
-    for name in SPLITS if split == "all" else (split,):
+    for name in choices(Split) if split == "all" else (split,):
         x, y = (t.to(target) for t in dataset.examples(name))
         loss = split_loss(model, x, y)
         if not math.isfinite(loss):

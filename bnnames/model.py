@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bnnames.config import ModelConfig
+from bnnames.errors import ConfigError
 
 
 class BatchNorm(nn.Module):
@@ -172,6 +173,19 @@ class NamesModel(nn.Module):
     def batch_norms(self) -> list[BatchNorm]:
         return [layer for layer in self.layers if isinstance(layer, BatchNorm)]
 
+    def choose_stats(self, requested: str | None = None) -> str:
+        """Set what eval mode normalises with and return its name: `requested`, else calibrated
+        statistics when the model has them, else running ones; "none" for a model without BatchNorm."""
+        if not self.batch_norms():
+            return "none"
+        kind = requested or ("calibrated" if self.has_calibration() else "running")
+        if kind == "calibrated" and not self.has_calibration():
+            raise ConfigError(
+                "this checkpoint has no calibrated statistics: run `bnnames calibrate` first, or use --stats running"
+            )
+        self.use_stats(kind)
+        return kind
+
     def use_stats(self, kind: str) -> None:
         """Pick what eval mode normalises with: "running" or "calibrated" statistics."""
         for bn in self.batch_norms():
@@ -188,7 +202,7 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
     Every architecture is the same stack with a different merge step: "mlp" flattens the
     whole context before the first hidden layer, "wavenet" merges pairs before every one.
     """
-    with_bn = config.norm == "batch"
+    with_bn = config.uses_batch_norm
     layers: list[nn.Module] = [Embedding(vocab_size, config.n_embd)]
     width = config.n_embd
     for level in range(config.n_layers):
@@ -203,8 +217,8 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
             layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
         layers.append(Tanh())
         width = config.n_hidden
-    layers.append(Linear(width, vocab_size, bias=not (with_bn and config.norm_logits)))
-    if with_bn and config.norm_logits:
+    layers.append(Linear(width, vocab_size, bias=not config.batch_norm_on_logits))
+    if config.batch_norm_on_logits:
         layers.append(BatchNorm(vocab_size, config.bn_momentum, config.bn_eps, config.bn_style))
     return NamesModel(layers)
 

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import torch
 
-from bnnames.checkpoint import data_note, dataset_for, load_checkpoint
 from bnnames.config import SampleConfig
 from bnnames.data import BOUNDARY, Vocab
-from bnnames.device import resolve_device
 from bnnames.errors import CheckpointError, ConfigError
-from bnnames.fold import folded
-from bnnames.header import short
+from bnnames.inference import folded
 from bnnames.model import NamesModel
-from bnnames.threads import THREADS, num_threads
+from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
+from bnnames.storage.header import short
 
 TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
 
@@ -32,7 +31,7 @@ def sample_names(
     config: SampleConfig,
     generator: torch.Generator,
     exclude: frozenset[str] = frozenset(),
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | None = None,  # None: where the model's parameters are
 ) -> list[str]:
     """`config.count` names, never empty and never in `exclude`, in the order they were drawn.
 
@@ -40,6 +39,7 @@ def sample_names(
     token or reaches max_length. Empty or excluded names are drawn again in the next batch.
     """
     model.eval()
+    device = device or next(model.parameters()).device
     prefix_ids = vocab.encode(config.prefix)
     context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
     predictor = _predictor(model, vocab.size, block_size, config, device)
@@ -60,8 +60,9 @@ def sample_names(
     )
 
 
-def _sample_batch(predictor: Predictor, context: list[int], rows: int, steps: int,
-                  generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def _sample_batch(
+    predictor: Predictor, context: list[int], rows: int, steps: int, generator: torch.Generator
+) -> torch.Tensor:
     """Sampled ids after the prefix: (rows, steps), BOUNDARY once a row is done.
 
     Each row draws by inverting its cumulative distribution at a uniform number: one random
@@ -110,8 +111,9 @@ class TablePredictor(Predictor):
     State: each row's context as one number, its ids read as digits in base vocab (oldest first).
     """
 
-    def __init__(self, model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig,
-                 device: torch.device) -> None:  # fmt: skip
+    def __init__(
+        self, model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig, device: torch.device
+    ) -> None:
         super().__init__(model, config, device)
         self.vocab_size, self.contexts = vocab_size, vocab_size**block_size
         self.powers = vocab_size ** torch.arange(block_size - 1, -1, -1)  # (T,)
@@ -133,8 +135,9 @@ class TablePredictor(Predictor):
         return (state * self.vocab_size + nxt) % self.contexts  # drop the oldest digit, append nxt
 
 
-def _predictor(model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig,
-               device: torch.device) -> Predictor:  # fmt: skip
+def _predictor(
+    model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig, device: torch.device
+) -> Predictor:
     if vocab_size**block_size <= TABLE_MAX_CONTEXTS:
         return TablePredictor(model, vocab_size, block_size, config, device)
     return Predictor(model, config, device)
@@ -171,7 +174,7 @@ def sample_checkpoint(path: Path, config: SampleConfig, novel: bool, data: Path 
         )
     target = resolve_device(device)
     model = ckpt.model.to(target)
-    model.use_stats("calibrated" if model.has_calibration() else "running")
+    model.choose_stats()
     exclude: frozenset[str] = frozenset()
     note = None
     if novel:

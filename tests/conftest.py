@@ -36,8 +36,28 @@ def names_path() -> Path:
 @pytest.fixture
 def small_names(tmp_path: Path) -> Path:
     """A tiny names file with capitals, accents, spaces, dots and apostrophes."""
-    names = ["Émile", "Zoë", "Anne-Marie", "O'Brien", "J. R.", "de la Cruz", "Ana", "Bo", "Åsa", "Lou",
-             "Mary Ann", "St. John", "Chloé", "D'Angelo", "Renée", "Ian", "Eve", "Ola", "Noé", "Al"] * 3
+    names = [
+        "Émile",
+        "Zoë",
+        "Anne-Marie",
+        "O'Brien",
+        "J. R.",
+        "de la Cruz",
+        "Ana",
+        "Bo",
+        "Åsa",
+        "Lou",
+        "Mary Ann",
+        "St. John",
+        "Chloé",
+        "D'Angelo",
+        "Renée",
+        "Ian",
+        "Eve",
+        "Ola",
+        "Noé",
+        "Al",
+    ] * 3
     path = tmp_path / "names.txt"
     path.write_text("\n".join(names) + "\n", encoding="utf-8")
     return path

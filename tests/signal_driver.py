@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from safety_helpers import interrupt_after
+from helpers import interrupt_after
 
 from bnnames.cli import main
 

@@ -9,18 +9,12 @@ import stat
 from pathlib import Path
 
 import pytest
-from safety_helpers import TINY, cli, fail_with, one_thread
 
-import bnnames.files
+import bnnames.storage.files
 from bnnames.download import fetch_standard_dataset
 from bnnames.errors import DataError
-from bnnames.files import _current_umask, atomic_write_bytes, atomic_writer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+from bnnames.storage.files import _current_umask, atomic_write_bytes, atomic_writer
+from tests.helpers import TINY, cli, fail_with
 
 
 @contextlib.contextmanager
@@ -88,7 +82,7 @@ def test_a_full_disk_during_calibrate_is_one_line_and_keeps_the_checkpoint(tmp_p
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(bnnames.files.os, "fsync", no_space)
+    monkeypatch.setattr(bnnames.storage.files.os, "fsync", no_space)
     fail_with("calibrate", fragments=("cannot write checkpoint bnnames.safetensors: No space left on device",))
     fail_with("train", small_names, *TINY, "--overwrite", fragments=("No space left on device",), progress=True)
     monkeypatch.undo()

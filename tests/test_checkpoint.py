@@ -7,10 +7,10 @@ import json
 import torch
 from safetensors import safe_open
 
-from bnnames.checkpoint import GENERATOR_KEY, Checkpoint, load_checkpoint, save_checkpoint
 from bnnames.config import ModelConfig, TrainConfig
 from bnnames.data import Vocab
 from bnnames.model import create_model
+from bnnames.storage.checkpoint import GENERATOR_KEY, Checkpoint, load_checkpoint, save_checkpoint
 
 
 def _checkpoint(style: str = "paper") -> Checkpoint:
@@ -18,10 +18,17 @@ def _checkpoint(style: str = "paper") -> Checkpoint:
     model = create_model(ModelConfig(n_hidden=8, bn_style=style), 5, g)
     model.train()
     model(torch.randint(0, 5, (16, 3), generator=g))  # move the running statistics off 0 and 1
-    return Checkpoint(model=model, model_config=ModelConfig(n_hidden=8, bn_style=style),
-                      train_config=TrainConfig(steps=10), vocab=Vocab(("a", "b", "é", "ü")),
-                      data_path="/tmp/names.txt", data_sha256="ab" * 32, step=4,
-                      generator_state=g.get_state(), losses={"train": 2.5})  # fmt: skip
+    return Checkpoint(
+        model=model,
+        model_config=ModelConfig(n_hidden=8, bn_style=style),
+        train_config=TrainConfig(steps=10),
+        vocab=Vocab(("a", "b", "é", "ü")),
+        data_path="/tmp/names.txt",
+        data_sha256="ab" * 32,
+        step=4,
+        generator_state=g.get_state(),
+        losses={"train": 2.5},
+    )
 
 
 def test_round_trip_gives_equal_tensors_and_logits(tmp_path):

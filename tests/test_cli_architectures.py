@@ -9,24 +9,17 @@ import sys
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from bnnames.checkpoint import load_checkpoint
-from bnnames.cli import make_app
-from bnnames.recording import load_recording, sidecar_path
+from bnnames.diagnostics.recording import load_recording, sidecar_path
+from bnnames.storage.checkpoint import load_checkpoint
+from tests.helpers import cli
 
 SHAPES = {"wavenet": ["--n-embd", "4", "--n-hidden", "8"], "deep": ["--n-hidden", "8"]}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run(*args: object, code: int = 0):
-    result = CliRunner().invoke(make_app(), [str(a) for a in args])
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
-    return result
-
-
 def train(names, path, arch: str, norm: str, *extra: object):
-    return run(
+    return cli(
         "train", names, "-c", path, "--preset", arch, "--norm", norm, *SHAPES[arch], "--save-every", "10", *extra
     )
 
@@ -41,21 +34,21 @@ def test_every_verb_works_and_resume_is_exact(tmp_path, small_names, arch, norm)
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
     train(small_names, whole, arch, norm, "--steps", "30")
     train(small_names, part, arch, norm, "--steps", "15")  # as if stopped at step 15
-    run("train", "--resume", "-c", part, "--steps", "30")
+    cli("train", "--resume", "-c", part, "--steps", "30")
     ckpt = load_checkpoint(part)
     assert ckpt.model_config.arch == ("wavenet" if arch == "wavenet" else "mlp") and ckpt.model_config.norm == norm
     expected = _tensors(whole)
     assert all(torch.equal(expected[k], v) for k, v in _tensors(part).items())
 
     if norm == "batch":
-        assert "calibrated" in run("calibrate", "-c", whole).stdout
+        assert "calibrated" in cli("calibrate", "-c", whole).stdout
     else:
-        assert "nothing to calibrate" in run("calibrate", "-c", whole, code=1).stderr
-    report = json.loads(run("eval", "-c", whole, "--split", "val", "--json").stdout)
+        assert "nothing to calibrate" in cli("calibrate", "-c", whole, code=1).stderr
+    report = json.loads(cli("eval", "-c", whole, "--split", "val", "--json").stdout)
     assert math.isfinite(report["loss"]) and report["examples"] > 0
-    names = run("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
+    names = cli("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
     assert len(names) == 5 and all(names)
-    assert names == run("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
+    assert names == cli("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
 
 
 @pytest.mark.parametrize("arch", ["wavenet", "deep"])  # the reference loop, and the fast (eager) step
@@ -71,14 +64,14 @@ def test_recording_diagnostics_changes_nothing_and_resumes_exactly(tmp_path, sma
     assert recording.first.step == 0 and recording.last.step == 30
 
     train(small_names, resumed, arch, "batch", "--steps", "16", "--diagnostics-every", "4")  # stopped at 16
-    run("train", "--resume", "-c", resumed, "--steps", "30")  # keeps recording at the stored interval
+    cli("train", "--resume", "-c", resumed, "--steps", "30")  # keeps recording at the stored interval
     assert load_recording(sidecar_path(resumed)) == recording
 
 
 def test_diagnose_prints_saturation_and_writes_the_lecture_plots(tmp_path, small_names):
     ckpt = tmp_path / "run.safetensors"
     train(small_names, ckpt, "deep", "batch", "--steps", "20", "--diagnostics-every", "5")
-    result = run("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
+    result = cli("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
     assert "saturated" in result.stdout and "layers.4 (Tanh)" in result.stdout
     assert "update:data" in result.stdout
     written = sorted(p.name for p in (tmp_path / "plots").iterdir())
@@ -89,10 +82,13 @@ def test_diagnose_prints_saturation_and_writes_the_lecture_plots(tmp_path, small
 def test_diagnose_without_a_recording_probes_the_checkpoint(tmp_path, small_names):
     ckpt = tmp_path / "run.safetensors"
     train(small_names, ckpt, "wavenet", "none", "--steps", "10")
-    result = run("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
+    result = cli("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
     assert "no diagnostics were recorded" in result.stderr and "saturated" in result.stdout
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "activations.png", "gradients.png", "weight_gradients.png"]  # fmt: skip
+        "activations.png",
+        "gradients.png",
+        "weight_gradients.png",
+    ]
 
 
 def test_diagnose_without_matplotlib_prints_the_table_and_how_to_get_plots(tmp_path, small_names, monkeypatch):
@@ -100,8 +96,8 @@ def test_diagnose_without_matplotlib_prints_the_table_and_how_to_get_plots(tmp_p
     train(small_names, ckpt, "deep", "batch", "--steps", "10", "--diagnostics-every", "5")
     for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
         monkeypatch.setitem(sys.modules, name, None)  # any `import matplotlib...` now fails
-    monkeypatch.delitem(sys.modules, "bnnames.plots", raising=False)
-    result = run("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
+    monkeypatch.delitem(sys.modules, "bnnames.diagnostics.plots", raising=False)
+    result = cli("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
     assert "saturated" in result.stdout
     assert "pip install 'bnnames[plots]'" in result.stderr
     assert not (tmp_path / "plots").exists()
@@ -112,17 +108,18 @@ def test_a_stale_or_foreign_sidecar_is_recognised(tmp_path, small_names):
     train(small_names, first, "deep", "batch", "--steps", "10", "--diagnostics-every", "5")
     train(small_names, other, "deep", "batch", "--steps", "10", "--seed", "5")
     shutil.copy(sidecar_path(first), sidecar_path(other))  # another run's recording
-    assert "recorded for another run" in run("diagnose", "-c", other).stderr
+    assert "recorded for another run" in cli("diagnose", "-c", other).stderr
     sidecar_path(other).write_text("{not json")
-    assert "ignoring" in run("diagnose", "-c", other).stderr
+    assert "ignoring" in cli("diagnose", "-c", other).stderr
     train(small_names, first, "deep", "batch", "--steps", "20", "--overwrite")  # longer, not recorded
-    result = run("diagnose", "-c", first)
+    result = cli("diagnose", "-c", first)
     assert "end at step 10" in result.stderr and "at step 20" in result.stdout  # probed as it is now
 
 
 def test_wavenet_context_mismatch_is_one_line(tmp_path, small_names):
-    result = run("train", small_names, "-c", tmp_path / "x.safetensors", "--preset", "wavenet",
-                 "--block-size", "6", code=1)  # fmt: skip
+    result = cli(
+        "train", small_names, "-c", tmp_path / "x.safetensors", "--preset", "wavenet", "--block-size", "6", code=1
+    )
     assert "2 ** --n-layers" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -130,6 +127,6 @@ def test_plots_that_cannot_be_written_are_one_line(tmp_path, small_names):
     ckpt = tmp_path / "run.safetensors"
     train(small_names, ckpt, "deep", "batch", "--steps", "10")
     (tmp_path / "afile").write_text("not a folder")
-    result = run("diagnose", "-c", ckpt, "--out", tmp_path / "afile" / "plots", code=1)
+    result = cli("diagnose", "-c", ckpt, "--out", tmp_path / "afile" / "plots", code=1)
     assert "cannot write the plots" in result.stderr and "Traceback" not in result.stderr
-    assert "is a file" in run("diagnose", "-c", ckpt, "--out", tmp_path / "afile", code=1).stderr
+    assert "is a file" in cli("diagnose", "-c", ckpt, "--out", tmp_path / "afile", code=1).stderr

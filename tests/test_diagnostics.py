@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.config import preset
-from bnnames.diagnostics import SATURATION, probe
+from bnnames.diagnostics.probe import SATURATION, probe
+from bnnames.diagnostics.recording import Recording, load_recording, save_recording, sidecar_path
 from bnnames.model import Tanh, create_model
-from bnnames.recording import Recording, load_recording, save_recording, sidecar_path
 
 
 def _deep_model():

@@ -12,15 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
-from safety_helpers import TINY, cli, fail_with, one_thread
+
+from tests.helpers import TINY, cli, fail_with
 
 COMMANDS = (("eval",), ("sample", "-n", "3"), ("calibrate",), ("train", "--resume", "--steps", "300"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +106,10 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "truncated in the header": (lambda raw: raw[:40], "header runs past the end"),
     "truncated by one byte": (lambda raw: raw[:-1], "is corrupt or truncated"),
     "truncated in the data": (lambda raw: raw[: len(raw) - 500], "is corrupt or truncated"),
-    "data offsets lie": (edit_entry("layers.0.weight", lambda e: e.update(data_offsets=[0, 8])), "corrupt or truncated"),
+    "data offsets lie": (
+        edit_entry("layers.0.weight", lambda e: e.update(data_offsets=[0, 8])),
+        "corrupt or truncated",
+    ),
     "plain safetensors": (plain_safetensors, "is a safetensors file but not a bnnames checkpoint"),
     "metadata not text": (edit_entry("__metadata__", lambda m: m.update(step=7)), "its metadata is not text"),
     "format version 2": (edit_meta("format_version", lambda v: "2"), "has checkpoint format version '2'"),
@@ -140,8 +138,10 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "entry not an object": (edit_entry("layers.2.weight", lambda e: e.clear()), "described wrongly"),
     "NaN weight": (overwrite_tensor("layers.2.weight", struct.pack("<f", math.nan)), "non-finite values in layers.2"),
     "infinite running variance": (overwrite_tensor("layers.3.running_var", struct.pack("<f", math.inf)), "non-finite"),
-    "negative running variance": (overwrite_tensor("layers.3.running_var", struct.pack("<f", -1.0)),
-                                  "holds negative values in layers.3.running_var"),
+    "negative running variance": (
+        overwrite_tensor("layers.3.running_var", struct.pack("<f", -1.0)),
+        "holds negative values in layers.3.running_var",
+    ),
     "invalid generator state": (overwrite_tensor("train.generator_state", bytes(5056)), "invalid random generator"),
 }
 
@@ -169,8 +169,11 @@ def test_the_good_checkpoint_passes_every_command(good, tmp_path):
 @pytest.mark.parametrize("kind", ["missing", "folder", "fifo"])
 def test_a_checkpoint_path_that_is_not_a_file(kind, tmp_path):
     path = tmp_path / "c.safetensors"
-    message = {"missing": "does not exist: train one with `bnnames train`", "folder": "is a folder, not a checkpoint",
-               "fifo": "is not a regular file"}[kind]  # fmt: skip
+    message = {
+        "missing": "does not exist: train one with `bnnames train`",
+        "folder": "is a folder, not a checkpoint",
+        "fifo": "is not a regular file",
+    }[kind]
     if kind == "folder":
         path.mkdir()
     elif kind == "fifo":
@@ -181,10 +184,10 @@ def test_a_checkpoint_path_that_is_not_a_file(kind, tmp_path):
 
 def test_the_loader_reads_no_tensor_before_the_table_is_checked(good, tmp_path, monkeypatch):
     """A checkpoint whose config disagrees with its tensors is refused before safe_open runs."""
-    import bnnames.checkpoint
+    import bnnames.storage.checkpoint
 
     opened: list[str] = []
-    monkeypatch.setattr(bnnames.checkpoint, "safe_open", lambda *a, **k: opened.append("opened"))
+    monkeypatch.setattr(bnnames.storage.checkpoint, "safe_open", lambda *a, **k: opened.append("opened"))
     path = tmp_path / "c.safetensors"
     path.write_bytes(with_model_config(n_hidden=16384)(good))
     fail_with("eval", "-c", path, fragments=("should be F32 [9, 16384]",))
@@ -202,7 +205,7 @@ def test_bad_checkpoint_debug_mode_shows_the_traceback(good, tmp_path, monkeypat
 
 def test_finite_but_absurd_weights_give_one_line_not_a_crash(good, tmp_path):
     """Every value is finite, so the checkpoint loads; its outputs overflow to inf and NaN."""
-    from bnnames.checkpoint import load_checkpoint, save_checkpoint
+    from bnnames.storage.checkpoint import load_checkpoint, save_checkpoint
 
     path = tmp_path / "c.safetensors"
     path.write_bytes(good)

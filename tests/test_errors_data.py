@@ -6,15 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from safety_helpers import TINY, cli, fail_with, one_thread
 
 import bnnames.data
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+from tests.helpers import TINY, cli, fail_with
 
 
 def _write(path: Path, raw: bytes) -> Path:

@@ -7,27 +7,31 @@ import os
 
 import pytest
 import torch
-from safety_helpers import TINY, cli, fail_with, one_thread
 
-from bnnames.checkpoint import load_checkpoint
 from bnnames.config import ModelConfig
-from bnnames.divergence import DIVERGED_FACTOR, check_finite, loss_ceiling
 from bnnames.errors import TrainingDiverged
 from bnnames.model import create_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
+from bnnames.storage.checkpoint import load_checkpoint
+from bnnames.training.divergence import DIVERGED_FACTOR, check_finite, loss_ceiling
+from tests.helpers import TINY, cli, fail_with
 
 
 def test_a_huge_learning_rate_stops_at_the_first_report_and_writes_nothing(tmp_path, small_names, monkeypatch):
     """--lr 1e6 keeps the loss finite (about 1e6-1e8, measured) but far past any learning model."""
     monkeypatch.chdir(tmp_path)
-    fail_with("train", small_names, *TINY, "--lr", "1e6",
-              fragments=("training diverged: the loss is", "at step 100 (lr 1e+06", "no checkpoint was written",
-                         "Lower --lr"))  # fmt: skip
+    fail_with(
+        "train",
+        small_names,
+        *TINY,
+        "--lr",
+        "1e6",
+        fragments=(
+            "training diverged: the loss is",
+            "at step 100 (lr 1e+06",
+            "no checkpoint was written",
+            "Lower --lr",
+        ),
+    )
     assert os.listdir(tmp_path) == ["names.txt"]
 
 
@@ -42,8 +46,7 @@ def test_the_last_good_checkpoint_is_kept(tmp_path, small_names, monkeypatch):
     monkeypatch.chdir(tmp_path)
     schedule = ("--steps", "400", "--decay-at", "200", "--decay", "1e6")
     said = "the last good checkpoint, bnnames.safetensors at step 200, is kept"
-    fail_with("train", small_names, *TINY, *schedule, fragments=("at step 300 (lr 100000", said),
-              progress=True)  # fmt: skip
+    fail_with("train", small_names, *TINY, *schedule, fragments=("at step 300 (lr 100000", said), progress=True)
     kept = load_checkpoint(tmp_path / "bnnames.safetensors")  # loads: every value finite, checks passed
     assert kept.step == 200 and kept.losses == {}
     before = (tmp_path / "bnnames.safetensors").read_bytes()
@@ -58,8 +61,9 @@ def test_overwrite_keeps_the_old_checkpoint_when_the_new_run_diverges_before_its
     monkeypatch.chdir(tmp_path)
     cli("train", small_names, *TINY)
     before = (tmp_path / "bnnames.safetensors").read_bytes()
-    fail_with("train", small_names, *TINY, "--overwrite", "--lr", "1e6",
-              fragments=("bnnames.safetensors was left as it was",))  # fmt: skip
+    fail_with(
+        "train", small_names, *TINY, "--overwrite", "--lr", "1e6", fragments=("bnnames.safetensors was left as it was",)
+    )
     assert (tmp_path / "bnnames.safetensors").read_bytes() == before
 
 

@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from bnnames.config import ModelConfig
-from bnnames.engines import make_trainer, resolve_engine
 from bnnames.errors import ConfigError
-from bnnames.fast import engine as fast_engine
-from bnnames.fast.batches import BatchDraws
-from bnnames.fast.engine import FastTrainer
-from bnnames.fast.plan import plan_of
 from bnnames.model import build_model
-from bnnames.threads import num_threads
-from bnnames.train import train_steps
-from tests.fasthelpers import SHORT, assert_equal_states, fresh, record, state, train_split
+from bnnames.runtime import num_threads
+from bnnames.training.engines import make_trainer, resolve_engine
+from bnnames.training.fast import engine as fast_engine
+from bnnames.training.fast.batches import BatchDraws
+from bnnames.training.fast.engine import FastTrainer
+from bnnames.training.fast.plan import plan_of
+from bnnames.training.loop import train_steps
+from tests.helpers import SHORT, assert_equal_states, fresh, record, state, train_split
 
 
 def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> None:
@@ -67,8 +67,9 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
         train_steps(reference, x, y, SHORT, ref_gen, 0, 100, record(ref_losses), report_every=1)
     model, generator = fresh(ModelConfig(), vocab)
     notes: list[str] = []
-    trainer = make_trainer(model, SHORT.__class__(**{**SHORT.__dict__, "engine": "compiled"}), torch.device("cpu"),
-                           notes.append)  # fmt: skip
+    trainer = make_trainer(
+        model, SHORT.__class__(**{**SHORT.__dict__, "engine": "compiled"}), torch.device("cpu"), notes.append
+    )
     losses: list[tuple[int, float]] = []
     trainer(x, y, generator, 0, 100, record(losses))
     assert not any("failed" in n for n in notes), notes
@@ -88,8 +89,9 @@ def test_a_failed_compile_falls_back_to_the_eager_step_and_says_so_once(names_pa
     monkeypatch.setattr(fast_engine.torch, "compile", no_compiler)
     x, y, vocab = train_split(names_path)
     notes: list[str] = []
-    fallback, _ = _run(lambda m: FastTrainer(m, plan_of(m), SHORT, compiled=True, note=notes.append), x, y, vocab,
-                       [13, 50])  # fmt: skip
+    fallback, _ = _run(
+        lambda m: FastTrainer(m, plan_of(m), SHORT, compiled=True, note=notes.append), x, y, vocab, [13, 50]
+    )
     eager, _ = _run(lambda m: FastTrainer(m, plan_of(m), SHORT, compiled=False), x, y, vocab, [50])
     assert_equal_states(fallback, eager)
     failures = [n for n in notes if "failed" in n]

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.config import ModelConfig
-from bnnames.fast.engine import FastTrainer
-from bnnames.fast.plan import plan_of, state_of, supports
-from bnnames.fast.step import forward_backward
 from bnnames.model import BatchNorm, Tanh, build_model
-from bnnames.threads import num_threads
-from bnnames.train import train_steps
-from tests.fasthelpers import SHORT, fresh, record, train_split
+from bnnames.runtime import num_threads
+from bnnames.training.fast.engine import FastTrainer
+from bnnames.training.fast.plan import plan_of, state_of, supports
+from bnnames.training.fast.step import forward_backward
+from bnnames.training.loop import train_steps
+from tests.helpers import SHORT, fresh, record, train_split
 
 CONFIGS = {
     "default": ModelConfig(),

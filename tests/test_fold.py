@@ -9,11 +9,15 @@ import torch.nn.functional as F
 from bnnames.calibrate import calibrate
 from bnnames.config import ModelConfig
 from bnnames.evaluate import split_loss
-from bnnames.fold import folded
+from bnnames.inference import folded
 from bnnames.model import Linear, NamesModel, create_model
 
-CONFIGS = [ModelConfig(), ModelConfig(bn_style="lecture"), ModelConfig(norm="none"),
-           ModelConfig(n_layers=3, n_hidden=40, block_size=5)]  # fmt: skip
+CONFIGS = [
+    ModelConfig(),
+    ModelConfig(bn_style="lecture"),
+    ModelConfig(norm="none"),
+    ModelConfig(n_layers=3, n_hidden=40, block_size=5),
+]
 
 
 def _trained_looking(config: ModelConfig) -> NamesModel:

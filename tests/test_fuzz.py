@@ -23,14 +23,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from safety_helpers import one_thread
 
-from bnnames.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from bnnames.config import ModelConfig, SampleConfig, TrainConfig
 from bnnames.data import MAX_NAME_LENGTH, Vocab, dataset_from_bytes, parse_names, read_names
 from bnnames.errors import BnnamesError
 from bnnames.model import create_model
 from bnnames.sample import sample_checkpoint
+from bnnames.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 SCALE = float(os.environ.get("BNNAMES_FUZZ_SCALE", "1"))
 
@@ -44,12 +43,6 @@ def fuzz(examples: int):
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def assert_clean(err: BnnamesError) -> None:
@@ -93,8 +86,10 @@ def test_random_text_as_a_names_file(text):
 
 
 @fuzz(1000)
-@given(st.lists(st.tuples(st.integers(0, len(NAMES) - 1), st.integers(0, 255)), min_size=1, max_size=6),
-       st.integers(0, len(NAMES)))  # fmt: skip
+@given(
+    st.lists(st.tuples(st.integers(0, len(NAMES) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+    st.integers(0, len(NAMES)),
+)
 def test_mutated_names_file(edits, cut):
     raw = bytearray(NAMES[:cut] if cut % 3 == 0 else NAMES)
     for position, value in edits:
@@ -124,9 +119,17 @@ def _good_checkpoint() -> bytes:
     model = create_model(config, 5, generator)
     model.train()
     model(torch.randint(0, 5, (8, 3), generator=generator))
-    ckpt = Checkpoint(model=model, model_config=config, train_config=TrainConfig(steps=10),
-                      vocab=Vocab(("a", "b", "é", "ü")), data_path="/tmp/names.txt", data_sha256="ab" * 32,
-                      step=4, generator_state=generator.get_state(), losses={"train": 2.5})  # fmt: skip
+    ckpt = Checkpoint(
+        model=model,
+        model_config=config,
+        train_config=TrainConfig(steps=10),
+        vocab=Vocab(("a", "b", "é", "ü")),
+        data_path="/tmp/names.txt",
+        data_sha256="ab" * 32,
+        step=4,
+        generator_state=generator.get_state(),
+        losses={"train": 2.5},
+    )
     with tempfile.TemporaryDirectory() as folder:
         save_checkpoint(Path(folder) / "c.safetensors", ckpt)
         return (Path(folder) / "c.safetensors").read_bytes()
@@ -193,10 +196,7 @@ def test_bit_flips(scratch, flips):
 @fuzz(300)
 @given(st.integers(0, len(GOOD) - 1), st.binary(max_size=16), st.booleans())
 def test_truncations_insertions_and_deletions(scratch, position, inserted, delete):
-    if delete:
-        raw = GOOD[:position] + GOOD[position + len(inserted) + 1 :]
-    else:
-        raw = GOOD[:position] + inserted
+    raw = GOOD[:position] + (GOOD[position + len(inserted) + 1 :] if delete else inserted)
     check_checkpoint(scratch, raw)
 
 
@@ -237,8 +237,13 @@ def _edit_header(data, header: dict) -> None:
         header.pop("__metadata__", None)
     elif kind == "entry" and isinstance(entry := header[data.draw(st.sampled_from(names))], dict):
         field = data.draw(st.sampled_from(["dtype", "shape", "data_offsets"]))
-        entry[field] = data.draw({"dtype": st.sampled_from(["F32", "F64", "I64", "U8", "BOOL", "F16"]) | json_values,
-                                  "shape": shapes, "data_offsets": st.lists(st.integers(-1, 2**40), max_size=3)}[field])
+        entry[field] = data.draw(
+            {
+                "dtype": st.sampled_from(["F32", "F64", "I64", "U8", "BOOL", "F16"]) | json_values,
+                "shape": shapes,
+                "data_offsets": st.lists(st.integers(-1, 2**40), max_size=3),
+            }[field]
+        )
     elif kind == "new entry":
         header[data.draw(st.text(max_size=20))] = data.draw(json_values)
 

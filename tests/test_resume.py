@@ -21,44 +21,26 @@ import time
 from pathlib import Path
 
 import pytest
-from safety_helpers import BNNAMES, assert_same_run, cli, interrupt_after, one_thread, subprocess_env
 
-from bnnames.checkpoint import load_checkpoint
 from bnnames.errors import CheckpointError
-from bnnames.run import TrainRequest, TrainResult, run_training
+from bnnames.storage.checkpoint import load_checkpoint
+from bnnames.train import TrainRequest, TrainResult, run_training
+from tests.helpers import BNNAMES, Quiet, assert_same_run, cli, interrupt_after, subprocess_env
 
 SETTINGS = {"n_hidden": 8, "n_embd": 3, "steps": 400, "decay_at": 250}  # the lr decays mid-run
 DRIVER = Path(__file__).with_name("signal_driver.py")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with one_thread():
-        yield
-
-
-class Quiet:
-    """A Progress that shows nothing and keeps the notes."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def start(self, done: int, total: int) -> None: ...
-
-    def update(self, step: int, loss: float, lr: float) -> None: ...
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-
-
-def train(path: Path, data: Path | None, stop_at: int | None = None, save_every: int | None = 100,
-          **overrides) -> TrainResult:  # fmt: skip
+def train(
+    path: Path, data: Path | None, stop_at: int | None = None, save_every: int | None = 100, **overrides
+) -> TrainResult:
     """One in-process `bnnames train` (fresh when `data` is given, else --resume), stopped after `stop_at`."""
     stop: list[bool] = []
     undo = interrupt_after(stop_at, lambda: stop.append(True)) if stop_at is not None else (lambda: None)
     try:
-        request = TrainRequest(checkpoint=path, data=data, overrides=overrides, resume=data is None,
-                               save_every=save_every)  # fmt: skip
+        request = TrainRequest(
+            checkpoint=path, data=data, overrides=overrides, resume=data is None, save_every=save_every
+        )
         return run_training(request, Quiet(), should_stop=lambda: bool(stop))
     finally:
         undo()
@@ -134,8 +116,21 @@ def test_resume_drops_stale_calibration_and_says_so(names, reference, tmp_path):
 
 def child(*args: object) -> list[str]:
     """`python -m bnnames train ARGS` with the settings of the in-process runs (ARGS may override them)."""
-    return [*BNNAMES, "train", "--n-hidden", "8", "--n-embd", "3", "--steps", "400", "--decay-at", "250",
-            "--save-every", "100", *(str(a) for a in args)]  # fmt: skip
+    return [
+        *BNNAMES,
+        "train",
+        "--n-hidden",
+        "8",
+        "--n-embd",
+        "3",
+        "--steps",
+        "400",
+        "--decay-at",
+        "250",
+        "--save-every",
+        "100",
+        *(str(a) for a in args),
+    ]
 
 
 @pytest.mark.parametrize("at, name, code", [(137, "INT", 130), (250, "TERM", 143), (400, "INT", 130)])
@@ -165,8 +160,11 @@ def test_a_signal_at_a_random_moment(names, tmp_path):
     reference_path = tmp_path / "reference.safetensors"
     train(reference_path, names, **{**SETTINGS, "steps": 3000})
     for signum, code, wait_for_step in [(signal.SIGINT, 130, 0), (signal.SIGTERM, 143, 1000)]:
-        args = child(names, "-c", path, "--steps", "3000") if signum == signal.SIGINT else [
-            *BNNAMES, "train", "--resume", "-c", path, "--save-every", "100"]  # fmt: skip
+        args = (
+            child(names, "-c", path, "--steps", "3000")
+            if signum == signal.SIGINT
+            else [*BNNAMES, "train", "--resume", "-c", path, "--save-every", "100"]
+        )
         process = subprocess.Popen(args, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
         _wait_for_step(path, process, wait_for_step)
         process.send_signal(signum)
@@ -199,8 +197,11 @@ def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint_and_resume_is_exa
     rng = random.Random(4)
     steps_seen = []
     for round_ in range(3):
-        args = child(names, "-c", path, "--steps", "3000", "--save-every", "1") if round_ == 0 else [
-            *BNNAMES, "train", "--resume", "-c", path, "--save-every", "1"]  # fmt: skip
+        args = (
+            child(names, "-c", path, "--steps", "3000", "--save-every", "1")
+            if round_ == 0
+            else [*BNNAMES, "train", "--resume", "-c", path, "--save-every", "1"]
+        )
         process = subprocess.Popen(args, env=subprocess_env(), stderr=subprocess.DEVNULL)
         _wait_for_step(path, process, steps_seen[-1] if steps_seen else 0)
         time.sleep(rng.uniform(0.0, 0.2))

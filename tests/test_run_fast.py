@@ -8,24 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bnnames.checkpoint import load_checkpoint
-from bnnames.run import TrainRequest, run_training
-
-
-class Quiet:
-    """A Progress that remembers the last step it saw and the notes."""
-
-    def __init__(self) -> None:
-        self.step, self.notes = 0, []
-
-    def start(self, done: int, total: int) -> None:
-        self.step = done
-
-    def update(self, step: int, loss: float, lr: float) -> None:
-        self.step = step
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
+from bnnames.config import TrainConfig
+from bnnames.errors import ConfigError
+from bnnames.storage.checkpoint import load_checkpoint
+from bnnames.train import TrainRequest, run_training
+from tests.helpers import Quiet
 
 
 @pytest.mark.parametrize("engine", ["eager", "compiled", "reference"])
@@ -54,13 +41,7 @@ def test_auto_is_resolved_once_and_stored(names_path: Path, tmp_path: Path) -> N
     assert load_checkpoint(request.checkpoint).train_config.engine == "eager"
 
 
-def test_an_unknown_engine_is_a_one_line_error(names_path: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from bnnames.cli import make_app
-
-    args = ["train", str(names_path), "--engine", "warp", "-c", str(tmp_path / "c.safetensors")]
-    result = CliRunner().invoke(make_app(), args)
-    assert result.exit_code == 1
-    assert "unknown --engine 'warp': choose one of auto, compiled, eager, reference" in result.output
-    assert not (tmp_path / "c.safetensors").exists()
+def test_library_callers_get_the_same_choice_check() -> None:
+    """The CLI refuses a bad choice through Typer (exit 2); the config refuses it for library callers."""
+    with pytest.raises(ConfigError, match="unknown --engine 'warp': choose one of auto, compiled, eager, reference"):
+        TrainConfig(engine="warp")

@@ -30,8 +30,9 @@ def test_the_context_table_holds_the_models_distributions(config: SampleConfig) 
         torch.testing.assert_close(
             table.cdf(ids.flip(0)), direct.cdf(contexts.flip(0)), rtol=0, atol=1e-6
         )  # remembered
-        assert torch.equal(table.advance(ids, contexts[:, 0]), (contexts[:, 1:] * torch.tensor([729, 27])).sum(1)
-                           + contexts[:, 0])  # fmt: skip
+        assert torch.equal(
+            table.advance(ids, contexts[:, 0]), (contexts[:, 1:] * torch.tensor([729, 27])).sum(1) + contexts[:, 0]
+        )
 
 
 def test_first_characters_are_drawn_with_the_models_probabilities() -> None:

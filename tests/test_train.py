@@ -9,7 +9,7 @@ from bnnames.config import ModelConfig, TrainConfig, preset
 from bnnames.data import load_dataset
 from bnnames.evaluate import split_loss
 from bnnames.model import create_model
-from bnnames.train import train_steps
+from bnnames.training.loop import train_steps
 
 
 def _notebook_loop(x, y, vocab_size, steps):

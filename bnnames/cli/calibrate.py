@@ -9,12 +9,15 @@ import typer
 from rich.table import Table
 
 from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+from bnnames.config import Method
 
 
 @one_line_errors
 def calibrate(
     ctx: typer.Context,
-    method: Annotated[str, typer.Option(help="full: mean/var over the training split; paper: Algorithm 2's mini-batch averages.")] = "full",
+    method: Annotated[
+        Method, typer.Option(help="full: mean/var over the training split; paper: Algorithm 2's mini-batch averages.")
+    ] = "full",
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
@@ -29,8 +32,10 @@ def calibrate(
     if report.note:
         note(report.note)
     out = stdout()
-    out.print(f"calibrated {report.layers} BatchNorm layer(s) over {report.examples:,} training examples "
-              f"(method {report.method}) -> {checkpoint}")  # fmt: skip
+    out.print(
+        f"calibrated {report.layers} BatchNorm layer(s) over {report.examples:,} training examples "
+        f"(method {report.method}) -> {checkpoint}"
+    )
     table = Table("BatchNorm stats", "train loss", "val loss")
     for kind, losses in report.losses.items():
         table.add_row(kind, f"{losses['train']:.4f}", f"{losses['val']:.4f}")

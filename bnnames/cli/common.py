@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
 
+from bnnames.config import Device
 from bnnames.errors import BnnamesError
 
 CHECKPOINT_ENV = "BNNAMES_CHECKPOINT"
@@ -18,17 +21,57 @@ DEFAULT_CHECKPOINT = "bnnames.safetensors"
 
 CheckpointOpt = Annotated[
     Path,
-    typer.Option("--checkpoint", "-c", envvar=CHECKPOINT_ENV, help="Checkpoint file to read or write.",
-                 dir_okay=True, show_envvar=True),
-]  # fmt: skip
-DeviceOpt = Annotated[str, typer.Option("--device", help="Where to compute: auto, cpu, cuda or mps.")]
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        envvar=CHECKPOINT_ENV,
+        help="Checkpoint file to read or write.",
+        dir_okay=True,
+        show_envvar=True,
+    ),
+]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to compute.")]
 DataOpt = Annotated[
     Path | None,
-    typer.Option("--data", help="Names file to use instead of the one stored in the checkpoint.",
-                 show_default="the checkpoint's"),
-]  # fmt: skip
+    typer.Option(
+        "--data", help="Names file to use instead of the one stored in the checkpoint.", show_default="the checkpoint's"
+    ),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_options(*panels: tuple[type, str]) -> Callable[[F], F]:
+    """Give a command one option per field of each (config class, help panel), and pass the ones
+    the user set as `overrides={field: value}`. Each knob is declared once, in bnnames.config:
+    its name, type (a Literal is a choice), default (shown in --help) and help text.
+    """
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        parameters = [p for p in signature.parameters.values() if p.name != "overrides"]
+        names: list[str] = []
+        for cls, panel in panels:
+            hints, defaults = get_type_hints(cls), cls()
+            for f in dataclasses.fields(cls):
+                default = getattr(defaults, f.name)
+                shown = f"{default:.4g}" if isinstance(default, float) else str(default)
+                option = typer.Option(help=f.metadata["help"], show_default=shown, rich_help_panel=panel)
+                annotation = Annotated[hints[f.name] | None, option]  # None: not given, the preset decides
+                parameters.append(
+                    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+                )
+                names.append(f.name)
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in names}
+            return command(*args, overrides={k: v for k, v in given.items() if v is not None}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def stderr() -> Console:

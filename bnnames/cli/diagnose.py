@@ -13,7 +13,7 @@ from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, Devic
 from bnnames.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
-    from bnnames.diagnose import DiagnoseReport
+    from bnnames.diagnostics.report import DiagnoseReport
 
 PLOTS_HINT = "plots need matplotlib: pip install 'bnnames[plots]'"
 
@@ -30,9 +30,12 @@ def diagnose(
 ) -> None:
     """Activation, gradient and update statistics per layer (the lecture's health checks), and plots.
 
-    Per tanh layer: mean, std, saturation (|t| > 0.97) and gradient; per weight: grad:data and update:data ratios. Statistics over training come from `bnnames train --diagnostics-every N`; without them the checkpoint is measured as it is, on one training-mode batch. --out DIR writes PNG histograms and the update:data ratio over training (needs matplotlib: the `plots` extra).
+    Per tanh layer: mean, std, saturation (|t| > 0.97) and gradient; per weight: grad:data and
+    update:data ratios. Statistics over training come from `bnnames train --diagnostics-every N`;
+    without them the checkpoint is measured as it is, on one training-mode batch. --out DIR writes
+    PNG histograms and the update:data ratio over training (needs matplotlib: the `plots` extra).
     """
-    from bnnames.diagnose import diagnose_checkpoint
+    from bnnames.diagnostics.report import diagnose_checkpoint
 
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file: pass a folder for the plots")
@@ -45,7 +48,7 @@ def diagnose(
     if out is None:
         return
     try:
-        from bnnames.plots import write_plots
+        from bnnames.diagnostics.plots import write_plots
     except ImportError:
         note(escape(f"{PLOTS_HINT} (the table above is complete without it)"))
         return
@@ -60,8 +63,9 @@ def _layer_table(report: DiagnoseReport) -> Table:
     for column in ("mean", "std", "saturated", "grad mean", "grad std"):
         table.add_column(column, justify="right")
     for s in probe.layers:
-        table.add_row(s.name, f"{s.mean:+.3f}", f"{s.std:.3f}", f"{s.saturation:.2%}", f"{s.grad_mean:+.2e}",
-                      f"{s.grad_std:.2e}")  # fmt: skip
+        table.add_row(
+            s.name, f"{s.mean:+.3f}", f"{s.std:.3f}", f"{s.saturation:.2%}", f"{s.grad_mean:+.2e}", f"{s.grad_std:.2e}"
+        )
     return table
 
 

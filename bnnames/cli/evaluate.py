@@ -10,14 +10,20 @@ import typer
 from rich.table import Table
 
 from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+from bnnames.config import SplitChoice, Stats
 
 
 @one_line_errors
 def evaluate(
     ctx: typer.Context,
-    split: Annotated[str, typer.Option(help="Which split: train, val, test or all.")] = "val",
-    stats: Annotated[str | None, typer.Option(help="BatchNorm statistics: running or calibrated.", show_default="calibrated when present")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (a list of them for --split all).")] = False,
+    split: Annotated[SplitChoice, typer.Option(help="Which split (all: the three).")] = "val",
+    stats: Annotated[
+        Stats | None,
+        typer.Option(help="BatchNorm statistics.", show_default="calibrated when present"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (a list of them for --split all).")
+    ] = False,
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
@@ -29,15 +35,27 @@ def evaluate(
     if report.note:
         note(report.note)
     rows = [
-        {"split": r.split, "loss": r.loss, "bits_per_char": r.bits_per_char, "perplexity": r.perplexity,
-         "examples": r.examples, "stats": r.stats}
+        {
+            "split": r.split,
+            "loss": r.loss,
+            "bits_per_char": r.bits_per_char,
+            "perplexity": r.perplexity,
+            "examples": r.examples,
+            "stats": r.stats,
+        }
         for r in report.losses
-    ]  # fmt: skip
+    ]
     if as_json:
         print(json.dumps(rows if split == "all" else rows[0]))
         return
     table = Table("split", "loss (nats)", "bits/char", "perplexity", "examples", "BatchNorm stats")
     for r in rows:
-        table.add_row(r["split"], f"{r['loss']:.4f}", f"{r['bits_per_char']:.4f}", f"{r['perplexity']:.3f}",
-                      f"{r['examples']:,}", r["stats"])  # fmt: skip
+        table.add_row(
+            r["split"],
+            f"{r['loss']:.4f}",
+            f"{r['bits_per_char']:.4f}",
+            f"{r['perplexity']:.3f}",
+            f"{r['examples']:,}",
+            r["stats"],
+        )
     stdout().print(table)

@@ -8,7 +8,7 @@ from bnnames.cli.common import stderr
 
 
 class TrainProgress:
-    """A `bnnames.run.Progress` drawn with rich; plain lines every 10% when stderr is not a terminal."""
+    """A `bnnames.train.Progress` drawn with rich; plain lines every 10% when stderr is not a terminal."""
 
     def __init__(self) -> None:
         self.bar = Progress(

@@ -20,7 +20,9 @@ def sample(
     count: Annotated[int, typer.Option("--count", "-n", help="How many names.")] = S.count,
     seed: Annotated[int | None, typer.Option(help="Same seed, same names.", show_default="random")] = None,
     temperature: Annotated[float, typer.Option(help="Below 1: safer names; above 1: wilder ones.")] = S.temperature,
-    top_k: Annotated[int | None, typer.Option(help="Draw only among the k likeliest characters.", show_default="all")] = None,
+    top_k: Annotated[
+        int | None, typer.Option(help="Draw only among the k likeliest characters.", show_default="all")
+    ] = None,
     prefix: Annotated[str, typer.Option(help="Every name starts with this.")] = S.prefix,
     max_length: Annotated[int, typer.Option(help="Longest name, in characters.")] = S.max_length,
     novel: Annotated[bool, typer.Option("--novel", help="Only names that are not in the names file.")] = False,
@@ -31,8 +33,9 @@ def sample(
     """Sample new names from a trained model (in eval mode, calibrated statistics when present)."""
     from bnnames.sample import sample_checkpoint
 
-    config = SampleConfig(count=count, seed=seed, temperature=temperature, top_k=top_k, prefix=prefix,
-                          max_length=max_length)  # fmt: skip
+    config = SampleConfig(
+        count=count, seed=seed, temperature=temperature, top_k=top_k, prefix=prefix, max_length=max_length
+    )
     report = sample_checkpoint(checkpoint, config, novel, data, device)
     if report.note:
         note(report.note)

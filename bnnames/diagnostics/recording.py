@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from bnnames.checkpoint import Checkpoint
 from bnnames.config import ModelConfig, TrainConfig, to_json_dict
-from bnnames.diagnostics import Histogram, LayerStats, Probe, WeightStats, probe
+from bnnames.diagnostics.probe import Histogram, LayerStats, Probe, WeightStats, probe
 from bnnames.errors import DiagnosticsError
-from bnnames.files import atomic_write_bytes
 from bnnames.model import NamesModel
+from bnnames.storage.checkpoint import Checkpoint
+from bnnames.storage.files import atomic_write_bytes
 
 FORMAT_NAME = "bnnames.diagnostics"
 FORMAT_VERSION = 1
@@ -70,17 +70,24 @@ class Recording:
     def series(self, kind: str, name: str, stat: str) -> list[float | None]:
         """One statistic of one layer ("layer") or weight ("weight") over the recorded steps."""
         names, rows, fields = (
-            (self.layer_names, self.layer_rows, LAYER_FIELDS) if kind == "layer"
+            (self.layer_names, self.layer_rows, LAYER_FIELDS)
+            if kind == "layer"
             else (self.weight_names, self.weight_rows, WEIGHT_FIELDS)
-        )  # fmt: skip
+        )
         i, j = names.index(name), fields.index(stat)
         return [row[i][j] for row in rows]
 
     def up_to(self, step: int) -> Recording:
         """The records of steps <= `step` (a resumed run continues from its checkpoint's step)."""
         keep = sum(1 for s in self.steps if s <= step)
-        cut = dataclasses.replace(self, steps=self.steps[:keep], lr=self.lr[:keep], loss=self.loss[:keep],
-                                  layer_rows=self.layer_rows[:keep], weight_rows=self.weight_rows[:keep])  # fmt: skip
+        cut = dataclasses.replace(
+            self,
+            steps=self.steps[:keep],
+            lr=self.lr[:keep],
+            loss=self.loss[:keep],
+            layer_rows=self.layer_rows[:keep],
+            weight_rows=self.weight_rows[:keep],
+        )
         if cut.last is not None and cut.last.step > step:
             cut.last = None  # its histograms are gone; the next probe becomes the latest
         if cut.first is not None and cut.first.step > step:
@@ -108,17 +115,27 @@ def load_recording(path: Path) -> Recording:
         raise DiagnosticsError(f"{path} is not a bnnames diagnostics file of version {FORMAT_VERSION}")
     try:
         recording = Recording(
-            every=int(data["every"]), run=dict(data["run"]), steps=[int(s) for s in data["steps"]],
-            lr=[float(v) for v in data["lr"]], loss=[float(v) for v in data["loss"]],
-            layer_names=[str(n) for n in data["layer_names"]], weight_names=[str(n) for n in data["weight_names"]],
+            every=int(data["every"]),
+            run=dict(data["run"]),
+            steps=[int(s) for s in data["steps"]],
+            lr=[float(v) for v in data["lr"]],
+            loss=[float(v) for v in data["loss"]],
+            layer_names=[str(n) for n in data["layer_names"]],
+            weight_names=[str(n) for n in data["weight_names"]],
             layer_rows=_rows(data["layer_rows"], len(data["layer_names"]), len(LAYER_FIELDS)),
             weight_rows=_rows(data["weight_rows"], len(data["weight_names"]), len(WEIGHT_FIELDS)),
-            first=_probe(data["first"]), last=_probe(data["last"]),
-        )  # fmt: skip
+            first=_probe(data["first"]),
+            last=_probe(data["last"]),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise DiagnosticsError(f"{path} is not a valid diagnostics file ({type(err).__name__}: {err})") from None
-    lengths = {len(recording.steps), len(recording.lr), len(recording.loss), len(recording.layer_rows),
-               len(recording.weight_rows)}  # fmt: skip
+    lengths = {
+        len(recording.steps),
+        len(recording.lr),
+        len(recording.loss),
+        len(recording.layer_rows),
+        len(recording.weight_rows),
+    }
     if len(lengths) != 1:
         raise DiagnosticsError(f"{path} is not a valid diagnostics file (its series have different lengths)")
     return recording
@@ -139,10 +156,17 @@ def _probe(data: Any) -> Probe | None:
         for d in data["layers"]
     ]
     weights = [
-        WeightStats(str(d["name"]), tuple(int(n) for n in d["shape"]), float(d["grad_mean"]), float(d["grad_std"]),
-                    _optional(d["grad_to_data"]), _optional(d["update_to_data"]), _hist(d["grad_hist"]))
+        WeightStats(
+            str(d["name"]),
+            tuple(int(n) for n in d["shape"]),
+            float(d["grad_mean"]),
+            float(d["grad_std"]),
+            _optional(d["grad_to_data"]),
+            _optional(d["update_to_data"]),
+            _hist(d["grad_hist"]),
+        )
         for d in data["weights"]
-    ]  # fmt: skip
+    ]
     return Probe(int(data["step"]), float(data["lr"]), float(data["loss"]), layers, weights)
 
 
@@ -191,8 +215,9 @@ class Recorder:
         save_recording(self.path, self.recording)
 
 
-def open_recorder(checkpoint: Path, every: int | None, ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor,
-                  resume: bool) -> Recorder | None:  # fmt: skip
+def open_recorder(
+    checkpoint: Path, every: int | None, ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, resume: bool
+) -> Recorder | None:
     """The recorder of a run, or None when no diagnostics are wanted.
 
     A fresh run starts a new recording (replacing an old sidecar at its first save). A resumed

@@ -18,8 +18,15 @@ BLOCK_STEPS = 4096  # steps drawn per randint: 4096 x 32 indices = 1 MB, and one
 class BatchDraws:
     """Contexts and targets of steps start, start+1, ... for `x` (N, T), `y` (N,), in order."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                 start: int, block_steps: int = BLOCK_STEPS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        start: int,
+        block_steps: int = BLOCK_STEPS,
+    ) -> None:
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
         self.block_steps = block_steps
         self._reset(start)

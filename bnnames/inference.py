@@ -1,4 +1,5 @@
-"""Inference with each BatchNorm folded into the Linear layer before it.
+"""The fast inference path: each BatchNorm folded into the Linear layer before it, and each
+distinct context run once.
 
 In eval mode BatchNorm is a fixed affine map per feature (the paper's Algorithm 2, step 11):
 y = gain * (z - mean) / s + shift, with s = sqrt(var + eps) (paper) or the stored std (lecture).
@@ -60,3 +61,20 @@ def _fold(linear: Linear, bn: BatchNorm) -> Linear:
 def folded(model: NamesModel) -> Folded:
     """`model` for inference with its current statistics choice (running or calibrated)."""
     return Folded(list(model.layers))
+
+
+def distinct_contexts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (N, T) ids -> contexts (U, T), inverse (N,) with x == contexts[inverse], counts (U,).
+
+    182,625 training examples hold only 5,438 different contexts. In eval mode a model maps a
+    context to the same logits whatever else is in the batch, so running each distinct context
+    once, weighted by how often it occurs, gives the losses and BatchNorm statistics of the whole
+    split for a fraction of the work.
+    """
+    base = int(x.max()) + 1 if x.numel() else 1
+    width = x.shape[1]
+    if base**width >= 2**62:  # too many possible contexts for one int64 key: sort the rows
+        return torch.unique(x, dim=0, return_inverse=True, return_counts=True)
+    powers = base ** torch.arange(width - 1, -1, -1, device=x.device)  # (T,)
+    keys, inverse, counts = torch.unique((x * powers).sum(1), return_inverse=True, return_counts=True)
+    return keys[:, None] // powers % base, inverse, counts  # each key read back as its T digits

@@ -1,20 +1,24 @@
-"""Shared by the reliability tests: run the CLI, check one-line errors, compare checkpoints."""
+"""What the tests share: running the CLI, one-line error checks, tiny settings, a quiet progress,
+interrupting a run at an exact step, comparing runs bit for bit, small training setups."""
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from typer.testing import CliRunner
 
-from bnnames.checkpoint import Checkpoint, load_checkpoint
 from bnnames.cli import make_app
+from bnnames.config import ModelConfig, TrainConfig
+from bnnames.data import load_dataset
+from bnnames.model import NamesModel, create_model
+from bnnames.storage.checkpoint import Checkpoint, load_checkpoint
 
 # a model small enough that a few hundred steps take a fraction of a second
 TINY = ("--n-hidden", "8", "--n-embd", "3", "--steps", "200", "--save-every", "100")
@@ -66,7 +70,7 @@ def same_run_on_disk(path_a: Path, path_b: Path) -> None:
 
 def subprocess_env() -> dict[str, str]:
     """The environment for `python -m bnnames` in a child: one thread (fast under load, and the
-    same arithmetic as the in-process runs, which the `one_thread` fixture pins to one thread)."""
+    same arithmetic as the in-process runs, which conftest pins to one thread)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BNNAMES_")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return env
@@ -75,34 +79,22 @@ def subprocess_env() -> dict[str, str]:
 BNNAMES = (sys.executable, "-m", "bnnames")
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Pin torch to one thread (restored after): fast on a loaded 2-core machine, and the same
-    arithmetic as the `python -m bnnames` children started with `subprocess_env()`."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def interrupt_after(at: int, action: Callable[[], None]) -> Callable[[], None]:
-    """Make `bnnames.run` call `action()` right after training step `at` is done; returns an undo.
+    """Make `bnnames.train` call `action()` right after training step `at` is done; returns an undo.
 
-    Wraps the training loop that run.py calls (`train_steps`, or each loop `make_trainer` builds),
+    Wraps the training loop that bnnames.train calls (`train_steps`, or each loop `make_trainer` builds),
     splitting the call whose range holds `at`; `action` sends a real signal (signal_driver.py) or
     sets the stop flag of an in-process run.
     """
-    import bnnames.run
+    import bnnames.train
 
-    name = "make_trainer" if hasattr(bnnames.run, "make_trainer") else "train_steps"
-    real = getattr(bnnames.run, name)
+    name = "make_trainer" if hasattr(bnnames.train, "make_trainer") else "train_steps"
+    real = getattr(bnnames.train, name)
     if name == "make_trainer":
-        setattr(bnnames.run, name, lambda *args, **kwargs: _split_at(real(*args, **kwargs), at, action))
+        setattr(bnnames.train, name, lambda *args, **kwargs: _split_at(real(*args, **kwargs), at, action))
     else:
-        setattr(bnnames.run, name, _split_at(real, at, action))
-    return lambda: setattr(bnnames.run, name, real)
+        setattr(bnnames.train, name, _split_at(real, at, action))
+    return lambda: setattr(bnnames.train, name, real)
 
 
 def _split_at(loop: Callable[..., int], at: int, action: Callable[[], None]) -> Callable[..., int]:
@@ -120,3 +112,49 @@ def _split_at(loop: Callable[..., int], at: int, action: Callable[[], None]) -> 
         return loop(*bound.args, **bound.kwargs)
 
     return wrapper
+
+
+class Quiet:
+    """A Progress that shows nothing, remembers the last step it saw and keeps the notes."""
+
+    def __init__(self) -> None:
+        self.step, self.notes = 0, []
+
+    def start(self, done: int, total: int) -> None:
+        self.step = done
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        self.step = step
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def train_split(names_path: Path, block_size: int = 3) -> tuple[torch.Tensor, torch.Tensor, int]:
+    dataset = load_dataset(names_path, 42, block_size)
+    x, y = dataset.examples("train")
+    return x, y, dataset.vocab.size
+
+
+def fresh(config: ModelConfig, vocab_size: int, seed: int = 2147483647) -> tuple[NamesModel, torch.Generator]:
+    """A model drawn as a run draws it, and the generator that then draws its batches."""
+    generator = torch.Generator().manual_seed(seed)
+    return create_model(config, vocab_size, generator), generator
+
+
+def record(losses: list[tuple[int, float]]):  # type: ignore[no-untyped-def]
+    return lambda step, loss, lr: losses.append((step, loss))
+
+
+def state(model: NamesModel, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Everything a checkpoint holds, for torch.equal comparisons."""
+    return {**{k: v.clone() for k, v in model.state_dict().items()}, "generator": generator.get_state()}
+
+
+def assert_equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+
+
+SHORT = dataclasses.replace(TrainConfig(), steps=100, decay_at=60)  # the decay falls inside the run

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import torch
 
-from bnnames.checkpoint import Checkpoint, dataset_for, load_checkpoint
-from bnnames.device import resolve_device
-from bnnames.diagnostics import Probe, probe
+from bnnames.diagnostics.probe import Probe, probe
+from bnnames.diagnostics.recording import PROBE_SEED, Recording, load_recording, run_identity, sidecar_path
 from bnnames.errors import DiagnosticsError
-from bnnames.recording import PROBE_SEED, Recording, load_recording, run_identity, sidecar_path
-from bnnames.threads import THREADS, num_threads
+from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,10 @@ def diagnose_checkpoint(path: Path, data: Path | None, device: str) -> DiagnoseR
     if recording is not None and recording.last is not None and recording.last.step == ckpt.step:
         return DiagnoseReport(recording.last, recording.first, recording, notes)
     if recording is not None and recording.steps:
-        notes.append(f"the recorded diagnostics end at step {recording.steps[-1]:,}, before this checkpoint's "
-                     f"step {ckpt.step:,}: the tables and histograms show the checkpoint as it is now")  # fmt: skip
+        notes.append(
+            f"the recorded diagnostics end at step {recording.steps[-1]:,}, before this checkpoint's "
+            f"step {ckpt.step:,}: the tables and histograms show the checkpoint as it is now"
+        )
     else:
         notes.append(
             f"no diagnostics were recorded for {path}: showing one training-mode batch at step {ckpt.step:,}. "

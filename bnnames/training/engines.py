@@ -1,9 +1,9 @@
 """Which training loop runs a model: the compiled fast step, the eager fast step, or the reference.
 
-- "compiled": the hand-derived step (bnnames.fast), several steps per `torch.compile`d call
+- "compiled": the hand-derived step (bnnames.training.fast), several steps per `torch.compile`d call
   (CPU only; it needs a C++ compiler at run time and falls back to "eager", saying so, without);
 - "eager": the same hand-derived step without compiling (no start-up cost);
-- "reference": `bnnames.train.train_steps`, plain autograd: the readable formulation the fast
+- "reference": `bnnames.training.loop.train_steps`, plain autograd: the readable formulation the fast
   paths are tested against, and the loop for any model the fast step does not cover.
 
 "auto" is resolved once, when a run starts, and stored in the checkpoint, so a resumed run
@@ -18,11 +18,11 @@ import torch
 
 from bnnames.config import COMPILE_MIN_STEPS, TrainConfig
 from bnnames.errors import ConfigError
-from bnnames.fast.engine import FastTrainer
-from bnnames.fast.plan import plan_of
 from bnnames.model import NamesModel
-from bnnames.threads import THREADS, num_threads
-from bnnames.train import train_steps
+from bnnames.runtime import THREADS, num_threads
+from bnnames.training.fast.engine import FastTrainer
+from bnnames.training.fast.plan import plan_of
+from bnnames.training.loop import train_steps
 
 # trainer(x, y, generator, start, stop, on_report=None, should_stop=...) -> steps done, as train_steps
 Trainer = Callable[..., int]
@@ -39,8 +39,9 @@ def resolve_engine(engine: str, model: NamesModel, config: TrainConfig, device: 
     return "eager"
 
 
-def make_trainer(model: NamesModel, config: TrainConfig, device: torch.device,
-                 note: Callable[[str], None] = lambda message: None) -> Trainer:  # fmt: skip
+def make_trainer(
+    model: NamesModel, config: TrainConfig, device: torch.device, note: Callable[[str], None] = lambda message: None
+) -> Trainer:
     """The training loop for `model` as `config.engine` asks; `note` hears about a fallback."""
     engine = resolve_engine(config.engine, model, config, device)
     if engine == "reference":

@@ -13,10 +13,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image  # matplotlib's own dependency
 
-from bnnames.diagnose import DiagnoseReport
-from bnnames.diagnostics import Histogram, Probe
+from bnnames.diagnostics.probe import Histogram, Probe
+from bnnames.diagnostics.report import DiagnoseReport
 from bnnames.errors import DiagnosticsError
-from bnnames.files import atomic_write_bytes
+from bnnames.storage.files import atomic_write_bytes
 
 DPI = 72  # small files: these are for looking at, not for print
 UPDATE_GUIDE = -3.0  # the lecture's rule of thumb: updates about 1/1000 of the data
@@ -64,12 +64,16 @@ def _histograms(probes: list[Probe], kind: str, title: str) -> Figure:
 
 def _curves(probe: Probe, kind: str) -> list[tuple[str, Histogram]]:
     if kind == "activations":
-        return [(f"{s.name}: mean {s.mean:+.2f}, std {s.std:.2f}, saturated {s.saturation:.1%}", s.hist)
-                for s in probe.layers]  # fmt: skip
+        return [
+            (f"{s.name}: mean {s.mean:+.2f}, std {s.std:.2f}, saturated {s.saturation:.1%}", s.hist)
+            for s in probe.layers
+        ]
     if kind == "gradients":
         return [(f"{s.name}: mean {s.grad_mean:+.1e}, std {s.grad_std:.1e}", s.grad_hist) for s in probe.layers]
-    return [(f"{w.name} {tuple(w.shape)}: std {w.grad_std:.1e}, grad:data {_fmt(w.grad_to_data)}", w.grad_hist)
-            for w in probe.weights]  # fmt: skip
+    return [
+        (f"{w.name} {tuple(w.shape)}: std {w.grad_std:.1e}, grad:data {_fmt(w.grad_to_data)}", w.grad_hist)
+        for w in probe.weights
+    ]
 
 
 def _density(hist: Histogram) -> tuple[list[float], list[float]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bnnames.fast.plan import LinearSpec, NormSpec, Plan, TanhSpec
+from bnnames.training.fast.plan import LinearSpec, NormSpec, Plan, TanhSpec
 
 Stats = list[tuple[torch.Tensor, torch.Tensor]]  # per BatchNorm: batch mean, batch var|std for the buffers
 

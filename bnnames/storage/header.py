@@ -64,8 +64,9 @@ def _header_bytes(path: Path) -> bytes:
                 raise CheckpointError(f"{path} is truncated or not a safetensors file (header runs past the end)")
             return handle.read(length)
     except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist: train one with `bnnames train` or pass -c PATH") \
-            from None
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: train one with `bnnames train` or pass -c PATH"
+        ) from None
     except OSError as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
 

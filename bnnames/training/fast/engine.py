@@ -14,12 +14,12 @@ from collections.abc import Callable
 import torch
 
 from bnnames.config import TrainConfig
-from bnnames.fast.batches import BatchDraws
-from bnnames.fast.plan import Plan, state_of
-from bnnames.fast.step import forward_backward, update_
 from bnnames.model import NamesModel
-from bnnames.threads import THREADS, num_threads
-from bnnames.train import Reporter, report
+from bnnames.runtime import THREADS, num_threads
+from bnnames.training.fast.batches import BatchDraws
+from bnnames.training.fast.plan import Plan, state_of
+from bnnames.training.fast.step import forward_backward, update_
+from bnnames.training.loop import Reporter, report
 
 STEPS_PER_CALL = 8  # compiled steps per call: amortises the call overhead; more lengthens the compile
 COMPILE_OPTIONS = {"cpp_wrapper": True}  # one C++ file per graph: a 2-3x shorter cold compile
@@ -32,8 +32,14 @@ Buffers = list[list[torch.Tensor]]
 def make_chunk_fn(plan: Plan, steps: int) -> ChunkFn:
     """`steps` masked SGD steps: (params, buffers, ctx (S,B,T), target (S,B), lr (S,), active (S,)) -> losses (S,)."""
 
-    def chunk(params: Params, buffers: Buffers, ctx: torch.Tensor, target: torch.Tensor, lr: torch.Tensor,
-              active: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def chunk(
+        params: Params,
+        buffers: Buffers,
+        ctx: torch.Tensor,
+        target: torch.Tensor,
+        lr: torch.Tensor,
+        active: torch.Tensor,
+    ) -> torch.Tensor:
         losses = []
         for k in range(steps):
             loss, grads, stats = forward_backward(plan, params, ctx[k], target[k])
@@ -47,20 +53,35 @@ def make_chunk_fn(plan: Plan, steps: int) -> ChunkFn:
 class FastTrainer:
     """Trains one model with the hand-derived step, compiled (`note` says if that fails) or eager."""
 
-    def __init__(self, model: NamesModel, plan: Plan, config: TrainConfig, compiled: bool,
-                 note: Callable[[str], None] = lambda message: None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: NamesModel,
+        plan: Plan,
+        config: TrainConfig,
+        compiled: bool,
+        note: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.model, self.plan, self.config, self.note = model, plan, config, note
         self.chunk: ChunkFn | None = None
         if compiled:
-            self.chunk = torch.compile(make_chunk_fn(plan, STEPS_PER_CALL), fullgraph=True, dynamic=False,
-                                       options=COMPILE_OPTIONS)  # fmt: skip
+            self.chunk = torch.compile(
+                make_chunk_fn(plan, STEPS_PER_CALL), fullgraph=True, dynamic=False, options=COMPILE_OPTIONS
+            )
         self.compiled_once = False
         self._schedules: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, start: int, stop: int,
-                 on_report: Reporter | None = None, report_every: int = 100,
-                 should_stop: Callable[[], bool] = lambda: False) -> int:  # fmt: skip
-        """Run steps [start, stop) like `bnnames.train.train_steps` and return the steps done."""
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator,
+        start: int,
+        stop: int,
+        on_report: Reporter | None = None,
+        report_every: int = 100,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Run steps [start, stop) like `bnnames.training.loop.train_steps` and return the steps done."""
         self.model.train()
         draws = BatchDraws(x, y, self.config.batch_size, generator, start)
         params, buffers = state_of(self.model)
@@ -76,8 +97,9 @@ class FastTrainer:
         draws.sync(step)
         return step
 
-    def _advance(self, params: Params, buffers: Buffers, draws: BatchDraws, step: int, stop: int
-                 ) -> tuple[int, torch.Tensor]:  # fmt: skip
+    def _advance(
+        self, params: Params, buffers: Buffers, draws: BatchDraws, step: int, stop: int
+    ) -> tuple[int, torch.Tensor]:
         """Run the steps from `step` to the end of its chunk (or `stop`): (steps done, their losses)."""
         if self.chunk is not None:
             first = step - step % STEPS_PER_CALL  # the chunk's first step, aligned
@@ -107,8 +129,10 @@ class FastTrainer:
             losses = self.chunk(*args)
         except Exception as err:  # noqa: BLE001 - no C++ compiler, or an inductor limit: the eager step is exact too
             lines = str(err).strip().splitlines()
-            self.note(f"torch.compile failed ({lines[0][:160] if lines else type(err).__name__}): "
-                      "training with the eager fast step instead")  # fmt: skip
+            self.note(
+                f"torch.compile failed ({lines[0][:160] if lines else type(err).__name__}): "
+                "training with the eager fast step instead"
+            )
             self.chunk = None
             return None
         self.compiled_once = True

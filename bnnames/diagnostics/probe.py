@@ -105,11 +105,15 @@ def _keep(outputs: dict[str, torch.Tensor], name: str) -> Callable[..., None]:
 def _layer_stats(name: str, t: torch.Tensor, g: torch.Tensor) -> LayerStats:
     t, g = t.double(), g.double()
     return LayerStats(
-        name=name, mean=t.mean().item(), std=t.std().item(),
+        name=name,
+        mean=t.mean().item(),
+        std=t.std().item(),
         saturation=(t.abs() > SATURATION).double().mean().item(),
-        grad_mean=g.mean().item(), grad_std=g.std().item(),
-        hist=histogram(t, -1.0, 1.0), grad_hist=histogram(g),
-    )  # fmt: skip
+        grad_mean=g.mean().item(),
+        grad_std=g.std().item(),
+        hist=histogram(t, -1.0, 1.0),
+        grad_hist=histogram(g),
+    )
 
 
 def _weight_stats(name: str, w: torch.Tensor, g: torch.Tensor, lr: float) -> WeightStats:

@@ -26,17 +26,27 @@ from bnnames import __version__
 from bnnames.config import ModelConfig, TrainConfig, from_json_dict, to_json_dict
 from bnnames.data import Dataset, Vocab, dataset_from_bytes, read_file_bytes
 from bnnames.errors import BnnamesError, CheckpointError, DataError
-from bnnames.files import atomic_write_bytes
-from bnnames.header import TensorEntry, read_header, short
 from bnnames.model import BatchNorm, NamesModel, build_model
+from bnnames.storage.files import atomic_write_bytes
+from bnnames.storage.header import TensorEntry, read_header, short
 
 FORMAT_NAME = "bnnames.checkpoint"
 FORMAT_VERSION = "1"
 GENERATOR_KEY = "train.generator_state"
 META_KEYS = (
-    "format", "format_version", "bnnames_version", "model_config", "train_config", "vocab",
-    "data_path", "data_sha256", "split_seed", "step", "losses", "calibration",
-)  # fmt: skip
+    "format",
+    "format_version",
+    "bnnames_version",
+    "model_config",
+    "train_config",
+    "vocab",
+    "data_path",
+    "data_sha256",
+    "split_seed",
+    "step",
+    "losses",
+    "calibration",
+)
 DTYPE_NAMES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}  # safetensors'
 SHA256_HEX = re.compile("[0-9a-f]{64}")
 NON_NEGATIVE = ("_var", "_std", "num_batches_tracked")  # BatchNorm statistics that cannot be below zero
@@ -155,10 +165,16 @@ def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
         raise CheckpointError("data_sha256 is not a SHA-256 hex digest")
     if not meta["data_path"] or "\0" in meta["data_path"]:
         raise CheckpointError("data_path is not a file path")
-    return dict(
-        model_config=model_config, train_config=train_config, vocab=vocab, data_path=meta["data_path"],
-        data_sha256=meta["data_sha256"], step=step, losses=losses, calibration=calibration,
-    )  # fmt: skip
+    return {
+        "model_config": model_config,
+        "train_config": train_config,
+        "vocab": vocab,
+        "data_path": meta["data_path"],
+        "data_sha256": meta["data_sha256"],
+        "step": step,
+        "losses": losses,
+        "calibration": calibration,
+    }
 
 
 def _expected_tensors(config: ModelConfig, vocab: Vocab, table: dict[str, TensorEntry]) -> dict[str, TensorEntry]:

@@ -1,0 +1,66 @@
+"""The optimisation loop: mini-batch SGD with the reference's step-decayed learning rate.
+
+No printing and no saving here: the loop reports through a callback and stops when asked,
+so the same function serves the CLI, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from bnnames.config import TrainConfig
+from bnnames.errors import TrainingDiverged
+from bnnames.model import NamesModel
+
+# on_report(step, loss, lr) is called after `step` steps are done, every `report_every` steps
+Reporter = Callable[[int, float, float], None]
+
+
+def train_steps(
+    model: NamesModel,
+    x: torch.Tensor,  # (N, block_size) training contexts, on the model's device
+    y: torch.Tensor,  # (N,) next-character targets
+    config: TrainConfig,
+    generator: torch.Generator,  # CPU generator: draws each mini-batch, its state is resumable
+    start: int,
+    stop: int,
+    on_report: Reporter | None = None,
+    report_every: int = 100,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Run steps [start, stop) and return how many steps are done (less if asked to stop).
+
+    Each step consumes the generator exactly as the reference loop does (one `randint` of
+    `batch_size` indices), so a run resumed from a saved step and generator state is
+    bit-identical to one that never stopped.
+    """
+    model.train()
+    params = list(model.parameters())
+    step = start
+    while step < stop and not should_stop():
+        ix = torch.randint(0, x.shape[0], (config.batch_size,), generator=generator).to(x.device)
+        logits = model(x[ix])  # (B, vocab)
+        loss = F.cross_entropy(logits, y[ix])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        lr = config.lr_at(step)
+        with torch.no_grad():
+            for p in params:
+                p += -lr * p.grad  # the reference's `p.data += -lr * p.grad`, same rounding
+        step += 1
+        if step % report_every == 0 or step == stop:
+            report(loss.item(), step, lr, on_report)
+    return step
+
+
+def report(value: float, step: int, lr: float, on_report: Reporter | None) -> None:
+    """Stop a diverged run (a non-finite loss), else pass the loss on."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"training diverged: the loss became {value} at step {step} (lr {lr:g})")
+    if on_report is not None:
+        on_report(step, value, lr)
