@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bnnames.config import ModelConfig, TrainConfig, to_json_dict
-from bnnames.diagnostics.probe import Histogram, LayerStats, Probe, WeightStats, probe
+from bnnames.diagnostics.probe import Histogram, LayerStats, Probe, WeightStats, probe_at
 from bnnames.errors import DiagnosticsError
 from bnnames.model import NamesModel
 from bnnames.storage.checkpoint import Checkpoint
@@ -28,7 +28,6 @@ FORMAT_NAME = "bnnames.diagnostics"
 FORMAT_VERSION = 1
 LAYER_FIELDS = ("mean", "std", "saturation", "grad_mean", "grad_std")
 WEIGHT_FIELDS = ("grad_mean", "grad_std", "grad_to_data", "update_to_data")
-PROBE_SEED = 1_000_003  # probe batches come from their own generators, seeded PROBE_SEED + step
 MAX_BYTES = 1 << 28  # bounds what a file can make us parse (the deep preset, 101 records: 138 KB)
 
 
@@ -191,8 +190,7 @@ def run_identity(model_config: ModelConfig, train_config: TrainConfig, data_sha2
 class Recorder:
     """Probes a training run every `every` steps and keeps the sidecar in step with the checkpoint.
 
-    Each probe draws its own batch from a generator seeded by the step, so the training run's
-    generator, and with it the run itself, is the same with or without diagnostics.
+    Each probe draws its own batch (see `probe_at`): the run is the same with or without diagnostics.
     """
 
     def __init__(self, path: Path, recording: Recording, x: torch.Tensor, y: torch.Tensor, config: TrainConfig):
@@ -207,9 +205,7 @@ class Recorder:
         due = step % self.recording.every == 0 or step == self.config.steps
         if not due or (self.recording.steps and self.recording.steps[-1] >= step):
             return
-        generator = torch.Generator().manual_seed(PROBE_SEED + step)
-        ix = torch.randint(0, self.x.shape[0], (self.config.batch_size,), generator=generator).to(self.x.device)
-        self.recording.add(probe(model, self.x[ix], self.y[ix], step, self.config.lr_at(step)))
+        self.recording.add(probe_at(model, self.x, self.y, step, self.config))
 
     def save(self) -> None:
         save_recording(self.path, self.recording)

@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from bnnames.diagnostics.probe import Probe, probe
-from bnnames.diagnostics.recording import PROBE_SEED, Recording, load_recording, run_identity, sidecar_path
+from bnnames.diagnostics.probe import Probe, probe_at
+from bnnames.diagnostics.recording import Recording, load_recording, run_identity, sidecar_path
 from bnnames.errors import DiagnosticsError
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint
@@ -55,9 +53,7 @@ def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
     target = resolve_device(device)
     dataset = dataset_for(ckpt, data)
     x, y = (t.to(target) for t in dataset.examples("train"))
-    generator = torch.Generator().manual_seed(PROBE_SEED + ckpt.step)
-    ix = torch.randint(0, x.shape[0], (ckpt.train_config.batch_size,), generator=generator).to(target)
-    return probe(ckpt.model.to(target), x[ix], y[ix], ckpt.step, ckpt.train_config.lr_at(ckpt.step))
+    return probe_at(ckpt.model.to(target), x, y, ckpt.step, ckpt.train_config)
 
 
 def _matching_recording(path: Path, step: int, run: dict, notes: list[str]) -> Recording | None:

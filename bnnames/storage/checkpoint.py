@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,16 @@ class Checkpoint:
         return self.step >= self.train_config.steps
 
 
+def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors that hold inf or NaN: the one test of a diverged or
+    corrupt state, used by training before it saves and by the loader."""
+    return [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write atomically: a crash leaves the previous file or this one, never half of one."""
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in ckpt.model.state_dict().items()}
-    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = non_finite(tensors)
     if bad:
         raise CheckpointError(f"refusing to save non-finite values in {', '.join(bad)}")
     tensors[GENERATOR_KEY] = ckpt.generator_state.to(torch.uint8).contiguous()
@@ -210,7 +217,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
         raise CheckpointError(f"{path} is corrupt or truncated ({reason})") from None
-    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = non_finite(tensors)
     if bad:
         raise CheckpointError(f"{path} holds non-finite values in {', '.join(bad[:3])}: it cannot be used")
     negative = [name for name, t in tensors.items() if name.endswith(NON_NEGATIVE) and (t < 0).any()]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from bnnames.errors import TrainingDiverged
+from bnnames.storage.checkpoint import non_finite
 
 DIVERGED_FACTOR = 1000.0  # x ln(V): about 3,300 nats per character for the 27 symbols of names.txt
 
@@ -24,18 +25,17 @@ def loss_ceiling(vocab_size: int) -> float:
 
 
 def check_loss(loss: float, ceiling: float, step: int, lr: float) -> None:
+    """Stop at a loss above `ceiling` (math.inf: only a non-finite loss), NaN included."""
     if not loss <= ceiling:  # also true for NaN
-        raise TrainingDiverged(
-            f"training diverged: the loss is {loss:.4g} at step {step:,} (lr {lr:g}; a uniform guess "
-            f"scores {ceiling / DIVERGED_FACTOR:.2f})"
-        )
+        guess = f"; a uniform guess scores {ceiling / DIVERGED_FACTOR:.2f}" if math.isfinite(ceiling) else ""
+        raise TrainingDiverged(f"training diverged: the loss is {loss:.4g} at step {step:,} (lr {lr:g}{guess})")
 
 
 def check_finite(model: torch.nn.Module, step: int) -> None:
     """Refuse to go on (and to save) once any parameter or buffer holds inf or NaN."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise TrainingDiverged(f"training diverged: {name} holds non-finite values after step {step:,}")
+    bad = non_finite(model.state_dict())
+    if bad:
+        raise TrainingDiverged(f"training diverged: {bad[0]} holds non-finite values after step {step:,}")
 
 
 def with_kept(err: TrainingDiverged, kept: str) -> TrainingDiverged:

@@ -19,7 +19,6 @@ import torch
 from bnnames.config import COMPILE_MIN_STEPS, TrainConfig
 from bnnames.errors import ConfigError
 from bnnames.model import NamesModel
-from bnnames.runtime import THREADS, num_threads
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of
 from bnnames.training.loop import train_steps
@@ -47,8 +46,7 @@ def make_trainer(
     if engine == "reference":
 
         def reference(x, y, generator, start, stop, on_report=None, should_stop=lambda: False):  # type: ignore
-            with num_threads(THREADS):
-                return train_steps(model, x, y, config, generator, start, stop, on_report, should_stop=should_stop)
+            return train_steps(model, x, y, config, generator, start, stop, on_report, should_stop=should_stop)
 
         return reference
     plan = plan_of(model)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.config import TrainConfig
-from bnnames.errors import TrainingDiverged
 from bnnames.model import NamesModel
+from bnnames.training.divergence import check_loss
 
 # on_report(step, loss, lr) is called after `step` steps are done, every `report_every` steps
 Reporter = Callable[[int, float, float], None]
@@ -60,7 +60,6 @@ def train_steps(
 
 def report(value: float, step: int, lr: float, on_report: Reporter | None) -> None:
     """Stop a diverged run (a non-finite loss), else pass the loss on."""
-    if not math.isfinite(value):
-        raise TrainingDiverged(f"training diverged: the loss became {value} at step {step} (lr {lr:g})")
+    check_loss(value, math.inf, step, lr)
     if on_report is not None:
         on_report(step, value, lr)

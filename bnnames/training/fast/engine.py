@@ -15,7 +15,6 @@ import torch
 
 from bnnames.config import TrainConfig
 from bnnames.model import NamesModel
-from bnnames.runtime import THREADS, num_threads
 from bnnames.training.fast.batches import BatchDraws
 from bnnames.training.fast.plan import Plan, state_of
 from bnnames.training.fast.step import forward_backward, update_
@@ -86,7 +85,7 @@ class FastTrainer:
         draws = BatchDraws(x, y, self.config.batch_size, generator, start)
         params, buffers = state_of(self.model)
         step = start
-        with torch.no_grad(), num_threads(THREADS):
+        with torch.no_grad():
             while step < stop and not should_stop():
                 done, losses = self._advance(params, buffers, draws, step, stop)
                 for k in range(done):
