@@ -10,17 +10,27 @@ tests/test_resume.py only.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
+import threading
 
 from helpers import interrupt_after
 
 from bnnames.cli import main
 
+
+def send(signals: list[int]) -> None:
+    """Each signal to the main thread, one at a time. A process-wide kill may land on one of torch's
+    threads, and two that arrive before the main thread runs Python's handler count as one (the
+    handler runs once per flag), which made "INT,INT" flaky under load."""
+    for signum in signals:
+        signal.pthread_kill(threading.main_thread().ident, signum)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a call: Python runs the pending handler here
+
+
 if __name__ == "__main__":
     step, names, *args = sys.argv[1:]
     signals = [getattr(signal, f"SIG{name}") for name in names.split(",")]
-    interrupt_after(int(step), lambda: [os.kill(os.getpid(), signum) for signum in signals])
+    interrupt_after(int(step), lambda: send(signals))
     sys.argv = ["bnnames", *args]
     main()
