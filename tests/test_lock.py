@@ -13,10 +13,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from bnnames.errors import CheckpointBusy
+from bnnames.storage.lock import checkpoint_lock
 from tests.helpers import TINY, cli, fail_with, read_only_folder, same_run_on_disk, subprocess_env
 
 DRIVER = Path(__file__).with_name("signal_driver.py")
@@ -142,3 +146,31 @@ def test_sigterm_during_sample_exits_143_with_one_line(names, tmp_path, start):
     child = start("read", "TERM", "sample", "-c", path)
     out, err = child.communicate(timeout=120)
     assert (child.returncode, out, err.strip().splitlines()) == (143, "", ["error: interrupted"]), err
+
+
+def test_one_holder_at_a_time_while_holders_come_and_go(tmp_path):
+    """Four threads take and release the lock a thousand times each (flock treats each open of
+    the file as its own owner, as if they were processes). A holder removes the lock file on
+    release, so a thread may lock a file that is already gone; it must notice and retry, or two
+    threads would hold "the" lock at once (without that check this test sees overlaps every time)."""
+    path, inside, overlaps, held = tmp_path / "c.safetensors", [0], [0], [0]
+
+    def contend() -> None:
+        for _ in range(1000):
+            try:
+                with checkpoint_lock(path, note=lambda message: None):
+                    inside[0] += 1
+                    overlaps[0] += inside[0] > 1
+                    held[0] += 1
+                    time.sleep(0)  # let the others try now
+                    inside[0] -= 1
+            except CheckpointBusy:
+                pass
+
+    threads = [threading.Thread(target=contend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps[0] == 0 and held[0] > 0
+    assert os.listdir(tmp_path) == []

@@ -34,8 +34,9 @@ def checkpoint_lock(path: Path, note: Callable[[str], None]) -> Iterator[None]:
         left = _holder(fd)
         if left:
             note(f"took over the lock of {path} left by a bnnames run that ended without releasing it ({left})")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode() + b"\n", 0)
+        with contextlib.suppress(OSError):  # only names the holder: a full disk fails at the save, clearly
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode() + b"\n", 0)
         yield
     finally:
         lock_path.unlink(missing_ok=True)  # before the unlock: see _acquire
