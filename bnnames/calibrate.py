@@ -24,7 +24,7 @@ from bnnames.inference import Folded, distinct_contexts
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
-from bnnames.storage.files import check_writable_folder
+from bnnames.storage.lock import checkpoint_lock
 
 
 def calibrate(
@@ -104,27 +104,30 @@ class CalibrationReport:
     layers: int  # BatchNorm layers calibrated
     examples: int  # training examples the statistics were measured on
     losses: dict[str, dict[str, float]]  # {"running"|"calibrated": {"train": .., "val": ..}}
-    note: str | None
+    notes: tuple[str, ...]  # the lock taken over from a dead run, another names file than the stored one
 
 
 @num_threads(THREADS)
 def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str) -> CalibrationReport:
     """Calibrate a checkpoint's BatchNorm layers and rewrite it atomically in place."""
     check_choice("method", method, Method)
-    ckpt = load_checkpoint(path)
-    check_writable_folder(path, "checkpoint", "-c")  # it is rewritten in place: fail before the work
-    target = resolve_device(device)
-    model = ckpt.model.to(target)
-    if not model.batch_norms():
-        raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
-    dataset = dataset_for(ckpt, data)
-    examples = {split: tuple(t.to(target) for t in dataset.examples(split)) for split in ("train", "val")}
-    generator = torch.Generator().manual_seed(ckpt.train_config.seed)  # the paper method's batch order
-    used = calibrate(model, examples["train"][0], method, ckpt.train_config.batch_size, generator)
-    losses = {}
-    for kind in ("running", "calibrated"):
-        model.use_stats(kind)
-        losses[kind] = {split: split_loss(model, *examples[split]) for split in examples}
-    calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256}
-    save_checkpoint(path, dataclasses.replace(ckpt, model=model, calibration=calibration))
-    return CalibrationReport(method, len(model.batch_norms()), used, losses, data_note(ckpt, dataset))
+    notes: list[str] = []
+    with checkpoint_lock(path, notes.append):  # rewritten in place: no other run writes it meanwhile
+        ckpt = load_checkpoint(path)
+        target = resolve_device(device)
+        model = ckpt.model.to(target)
+        if not model.batch_norms():
+            raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
+        dataset = dataset_for(ckpt, data)
+        examples = {split: tuple(t.to(target) for t in dataset.examples(split)) for split in ("train", "val")}
+        generator = torch.Generator().manual_seed(ckpt.train_config.seed)  # the paper method's batch order
+        used = calibrate(model, examples["train"][0], method, ckpt.train_config.batch_size, generator)
+        losses = {}
+        for kind in ("running", "calibrated"):
+            model.use_stats(kind)
+            losses[kind] = {split: split_loss(model, *examples[split]) for split in examples}
+        calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256}
+        save_checkpoint(path, dataclasses.replace(ckpt, model=model, calibration=calibration))
+    if note := data_note(ckpt, dataset):
+        notes.append(note)
+    return CalibrationReport(method, len(model.batch_norms()), used, losses, tuple(notes))

@@ -13,6 +13,10 @@ class CheckpointError(BnnamesError):
     """A checkpoint that is missing, corrupt, or not a bnnames checkpoint."""
 
 
+class CheckpointBusy(CheckpointError):
+    """Another bnnames run holds the checkpoint's write lock (bnnames.storage.lock)."""
+
+
 class ConfigError(BnnamesError):
     """Settings that cannot work together (a bad value, a conflicting resume option, ...)."""
 

@@ -24,7 +24,7 @@ from bnnames.evaluate import split_loss
 from bnnames.model import BatchNorm, build_model, create_model
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
-from bnnames.storage.files import check_writable_folder
+from bnnames.storage.lock import checkpoint_lock
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.training.engines import make_trainer, resolve_engine
 
@@ -72,6 +72,14 @@ def run_training(request: TrainRequest, progress: Progress, should_stop: Callabl
     if request.save_every is not None and request.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1 (got {request.save_every})")
     device = resolve_device(request.device)
+    with checkpoint_lock(request.checkpoint, progress.note):  # from the first check to the last write
+        return _locked_run(request, device, progress, should_stop)
+
+
+def _locked_run(
+    request: TrainRequest, device: torch.device, progress: Progress, should_stop: Callable[[], bool]
+) -> TrainResult:
+    """The run, under the checkpoint's lock: what it finds on disk stays true until it is done."""
     existed = os.path.lexists(request.checkpoint)
     if request.resume:
         ckpt = _resume_checkpoint(request, progress)
@@ -79,7 +87,6 @@ def run_training(request: TrainRequest, progress: Progress, should_stop: Callabl
             return TrainResult(
                 "already complete", request.checkpoint, ckpt.step, ckpt.model_config, ckpt.train_config, ckpt.losses
             )
-        check_writable_folder(request.checkpoint, "checkpoint", "-c")
         dataset = dataset_for(ckpt, request.data)
         if dataset.sha256 != ckpt.data_sha256:
             raise DataError(f"{dataset.path} is not the names file this run was trained on: resume needs the same data")
@@ -229,8 +236,7 @@ def _drop_calibration(model: torch.nn.Module) -> bool:
 
 
 def _check_new_checkpoint(request: TrainRequest) -> None:
-    """A new run never replaces a checkpoint unless --overwrite says so."""
-    check_writable_folder(request.checkpoint, "checkpoint", "-c")
+    """A new run never replaces a checkpoint unless --overwrite says so (checked under the lock)."""
     if os.path.lexists(request.checkpoint) and not request.overwrite:
         raise ConfigError(
             f"checkpoint {request.checkpoint} already exists: pass --overwrite to replace it, --resume to "

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -77,6 +78,20 @@ def subprocess_env() -> dict[str, str]:
 
 
 BNNAMES = (sys.executable, "-m", "bnnames")
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in, even as root (who ignores mode bits)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        return folder
+    for candidate in (Path("/sys"), Path("/proc/sys")):  # read-only file systems for root too
+        try:
+            (candidate / ".bnnames-probe").touch()
+        except OSError:
+            return candidate
+    pytest.skip("no folder here refuses writes by root")
 
 
 def interrupt_after(at: int, action: Callable[[], None]) -> Callable[[], None]:

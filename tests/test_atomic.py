@@ -62,12 +62,13 @@ def test_writing_through_a_symlink_keeps_the_link(tmp_path, small_names, monkeyp
     assert sorted(os.listdir(real.parent)) == ["real.safetensors"]
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
+@pytest.mark.parametrize("stop", [RuntimeError, KeyboardInterrupt, SystemExit])  # a bug, Ctrl-C, sys.exit
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(stop, tmp_path):
     target = tmp_path / "file.bin"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic_writer(target) as handle:
+    with pytest.raises(stop), atomic_writer(target) as handle:
         handle.write(b"new, half written")
-        raise RuntimeError("crash in the middle")
+        raise stop("crash in the middle")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["file.bin"]
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["file.bin"]

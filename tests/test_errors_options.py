@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, cli, fail_with
+from tests.helpers import TINY, cli, fail_with, read_only_folder
 
 
 def ids(table: list[tuple[tuple[str, ...], str]]) -> list[str]:
@@ -113,26 +113,13 @@ def test_checkpoint_in_a_missing_folder_or_under_a_file(tmp_path, small_names, m
         fragments=("folder", "nope", "does not exist; create it or choose another -c"),
     )
     fail_with("train", small_names, *TINY, "-c", small_names / "c.safetensors", fragments=("does not exist",))
-    fail_with("train", small_names, *TINY, "-c", tmp_path, fragments=("is a folder: pass -c with a file name",))
+    folder = ("is a folder, not a checkpoint file: pass -c with a file name",)
+    fail_with("train", small_names, *TINY, "-c", tmp_path, fragments=folder)
     assert sorted(os.listdir(tmp_path)) == ["names.txt"]
 
 
-def _read_only_folder(tmp_path: Path) -> Path:
-    """A folder this process cannot create files in, even as root (who ignores mode bits)."""
-    if os.geteuid() != 0:
-        folder = tmp_path / "read-only"
-        folder.mkdir(mode=0o555)
-        return folder
-    for candidate in (Path("/sys"), Path("/proc/sys")):  # read-only file systems for root too
-        try:
-            (candidate / ".bnnames-probe").touch()
-        except OSError:
-            return candidate
-    pytest.skip("no folder here refuses writes by root")
-
-
 def test_checkpoint_in_a_folder_that_cannot_be_written(tmp_path, small_names, monkeypatch, trained):
-    folder = _read_only_folder(tmp_path)
+    folder = read_only_folder(tmp_path)
     fail_with(
         "train",
         small_names,

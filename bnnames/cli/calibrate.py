@@ -29,8 +29,8 @@ def calibrate(
     from bnnames.calibrate import calibrate_checkpoint
 
     report = calibrate_checkpoint(checkpoint, method, data, device)
-    if report.note:
-        note(report.note)
+    for message in report.notes:
+        note(message)
     out = stdout()
     out.print(
         f"calibrated {report.layers} BatchNorm layer(s) over {report.examples:,} training examples "

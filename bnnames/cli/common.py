@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import typer
 from rich.console import Console
 
+from bnnames.cli.signals import exit_code, terminate_as_interrupt
 from bnnames.config import Device
 from bnnames.errors import BnnamesError
 
@@ -93,7 +94,8 @@ def note(message: str) -> None:
 
 
 def one_line_errors(command: F) -> F:
-    """Turn the project's errors, and any bug, into one line on stderr and exit code 1.
+    """Turn the project's errors, and any bug, into one line on stderr and exit code 1
+    (a Ctrl-C or SIGTERM: "interrupted", exit 130 or 143; see bnnames.cli.signals).
 
     `bnnames --debug ...` (or BNNAMES_DEBUG=1) lets the traceback through instead. The
     command takes the Typer context as `ctx` so the root's --debug flag can be read.
@@ -103,15 +105,16 @@ def one_line_errors(command: F) -> F:
     def wrapper(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
         debug = os.environ.get("BNNAMES_DEBUG") == "1" or bool(ctx.find_root().params.get("debug"))
         try:
-            return command(ctx, *args, **kwargs)
+            with terminate_as_interrupt():
+                return command(ctx, *args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except BnnamesError as err:
             if debug:
                 raise
             raise fail(_escape(str(err))) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", code=130) from None
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: files already cleaned up on the way out
+            raise fail("interrupted", code=exit_code(err)) from None
         except Exception as err:  # a bug: still one line, with the way to see more
             if debug:
                 raise

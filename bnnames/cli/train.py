@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from bnnames.cli.common import (
     one_line_errors,
     stdout,
 )
+from bnnames.cli.signals import stop_on_signals
 from bnnames.config import SAVE_EVERY, ModelConfig, PresetName, TrainConfig
 
 MODEL, OPTIM = "Model (default preset values shown)", "Training (default preset values shown)"
@@ -77,7 +77,7 @@ def train(
     )
     received: list[int] = []
     started = time.perf_counter()
-    with _stop_on_signals(received), TrainProgress() as progress:
+    with stop_on_signals(received), TrainProgress() as progress:
         result = run_training(request, progress, should_stop=lambda: bool(received))
     if result.status == "already complete":
         note(f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)")
@@ -93,24 +93,3 @@ def train(
     out.print(f"trained {result.step:,} steps in {time.perf_counter() - started:.1f} s -> {checkpoint}")
     stats = ", running BatchNorm statistics" if result.model_config.uses_batch_norm else ""
     out.print(f"train loss {result.losses['train']:.4f}   val loss {result.losses['val']:.4f}   (nats{stats})")
-
-
-class _stop_on_signals:
-    """Record SIGINT/SIGTERM instead of dying, so the run can save; a second signal is fatal."""
-
-    def __init__(self, received: list[int]) -> None:
-        self.received = received
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received.append(signum)
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)  # the next Ctrl-C stops at once
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)

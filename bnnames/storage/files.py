@@ -17,7 +17,7 @@ from bnnames.errors import ConfigError
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """Yield a temporary file beside `path`; on success flush, fsync and rename it into place.
 
-    The temporary file lives in the same folder so the final rename is atomic; if the body
+    The temporary file lives in the same folder so the final rename is atomic; if anything
     raises, it is removed and `path` is untouched. A symlink is written through (the link
     stays, its target is replaced). The new file gets the mode of the file it replaces, or
     for a new file the mode a plain `open()` would give (0666 less the umask), never
@@ -25,8 +25,7 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """
     path = Path(os.path.realpath(path))
     mode = _mode_for(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -34,8 +33,9 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException:  # KeyboardInterrupt and SIGTERM (bnnames.cli.signals) included: no litter
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
 
@@ -52,7 +52,7 @@ def check_writable_folder(path: Path, what: str, flag: str) -> None:
     `os.access` says yes to root even on a read-only file system.
     """
     if os.path.isdir(path):  # os.path never raises (a too-long name is simply "no")
-        raise ConfigError(f"the {what} path {path} is a folder: pass {flag} with a file name")
+        raise ConfigError(f"{path} is a folder, not a {what} file: pass {flag} with a file name")
     folder = Path(os.path.realpath(path)).parent
     if not os.path.isdir(folder):
         raise ConfigError(
