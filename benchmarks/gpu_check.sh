@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device check behind docs/gpu.md (issue 13), run from the repository root on a machine with
 # CUDA: the environment, a determinism probe, the CPU/CUDA step sweep behind `--device auto`, whole
-# `bnnames train` runs on each device, eval on each device, then the whole test suite.
+# `bnnames train` runs on each device, eval on each device, then the whole test suite
+# (sweep also times a CUDA graph of the fast step: benchmarks/cuda_graph.py).
 #
 #   bash benchmarks/gpu_check.sh NAMES_TXT [PART ...]   (parts: env sweep table suite; default all)
 #
@@ -49,6 +50,7 @@ EOF
     ;;
   sweep)
     timeout 240 python3 -m benchmarks.devices --data "$DATA" --json "$OUT/devices.json" --budget 0.5 2>&1 | tee "$OUT/sweep.log"
+    timeout 60 python3 -m benchmarks.cuda_graph --data "$DATA" 2>&1 | tee -a "$OUT/sweep.log"
     ;;
   table)
     {
