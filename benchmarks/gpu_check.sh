@@ -69,7 +69,7 @@ EOF
     } 2>&1 | tee "$OUT/table.log"
     ;;
   suite)
-    timeout 330 python3 -m pytest -q -x -p no:cacheprovider 2>&1 | tee "$OUT/suite.log"
+    timeout 240 python3 -m pytest -q -x -p no:cacheprovider 2>&1 | tee "$OUT/suite.log"
     ;;
   *)
     echo "unknown part $part" && exit 2
