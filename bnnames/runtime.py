@@ -24,10 +24,11 @@ from bnnames.model import build_model
 # step, eval and sampling slower, and many times slower while another process used the other core.
 THREADS = 1
 
-# Multiply-adds of one training step's forward pass (see step_work) from which an H100 trains
-# faster than one CPU thread: below it a step is a few hundred tiny kernels whose launches cost
-# more than the CPU's arithmetic (every preset is far below). Measured: docs/gpu.md.
-GPU_MIN_WORK = 20_000_000
+# Multiply-adds of one training step's forward pass (see step_work) from which CUDA trains faster
+# than one CPU thread. Measured on an H100 machine (docs/gpu.md): every step of 7.5M or more was
+# 2.3-9x faster there; the wavenet preset (4.0M, ~2.9 ms/step on the CPU) was 1.26x slower, since a
+# small step is dozens of kernel launches of ~20-30 µs each. Every preset (at most 4.0M) stays on the CPU.
+GPU_MIN_WORK = 5_000_000
 
 # cuBLAS picks a deterministic reduction order only with a fixed workspace, read when CUDA starts
 CUBLAS_WORKSPACE = ":4096:8"
