@@ -26,8 +26,8 @@ THREADS = 1
 
 # Multiply-adds of one training step's forward pass (see step_work) from which CUDA trains faster
 # than one CPU thread. Measured on an H100 machine (docs/gpu.md): every step of 7.5M or more was
-# 2.3-9x faster there; the wavenet preset (4.0M, ~2.9 ms/step on the CPU) was 1.26x slower, since a
-# small step is dozens of kernel launches of ~20-30 µs each. Every preset (at most 4.0M) stays on the CPU.
+# 2.3-9x faster there; the wavenet preset (4.0M) was 1.26x slower: a small step is dozens of tiny
+# kernels whose launches cost more than the CPU's arithmetic. Every preset (at most 4.0M) stays on the CPU.
 GPU_MIN_WORK = 5_000_000
 
 # cuBLAS picks a deterministic reduction order only with a fixed workspace, read when CUDA starts
