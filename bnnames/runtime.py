@@ -1,20 +1,37 @@
-"""Where and how a command computes: the device (`auto` prefers CUDA, then MPS, then the CPU) and
-the intra-op thread count for one piece of work (restored afterwards: library callers keep theirs)."""
+"""Where and how a command computes: the device and the intra-op thread count for one piece of work
+(restored afterwards: library callers keep theirs).
+
+`--device auto` picks the CPU unless CUDA is there and a training step is big enough for the GPU to
+pay (`GPU_MIN_WORK`, measured: docs/gpu.md). A run on CUDA uses deterministic kernels only, so that
+it resumes bit-identical, as a CPU run does.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from bnnames.config import Device, check_choice
+from bnnames.config import Device, ModelConfig, check_choice
 from bnnames.errors import ConfigError
+from bnnames.model import build_model
 
 # Every bnnames workload is made of small ops (a training step is ~2.4 MFLOP; eval and sampling
 # run a few thousand distinct contexts). Measured on 2 cores: a second thread made the training
 # step, eval and sampling slower, and many times slower while another process used the other core.
 THREADS = 1
+
+# Multiply-adds of one training step's forward pass (see step_work) from which CUDA trains faster
+# than one CPU thread. Measured on an H100 machine (docs/gpu.md): every step of 7.5M or more was
+# 2.3-9x faster there; the wavenet preset (4.0M) was 1.26x slower: a small step is dozens of tiny
+# kernels whose launches cost more than the CPU's arithmetic. Every preset (at most 4.0M) stays on the CPU.
+GPU_MIN_WORK = 5_000_000
+
+# cuBLAS picks a deterministic reduction order only with a fixed workspace, read when CUDA starts
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 @contextmanager
@@ -28,15 +45,39 @@ def num_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_device(name: str) -> torch.device:
+def step_work(config: ModelConfig, vocab_size: int, batch_size: int) -> int:
+    """Multiply-adds of one forward pass over a mini-batch (the backward pass does about twice as
+    many): the size of a training step, counted on the meta device, so nothing is allocated."""
+    with torch.device("meta"):
+        model = build_model(config, vocab_size)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(batch_size, config.block_size, dtype=torch.long))
+    return counter.get_total_flops() // 2
+
+
+def choose_device(name: str, work: int, cuda: bool, mps: bool) -> str:
+    """The rule, given which accelerators exist: `auto` is CUDA for a step of at least GPU_MIN_WORK
+    multiply-adds, else the CPU (MPS is not measured: only asked for by name); a named one must exist."""
     check_choice("device", name, Device)
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if not available[name]:
+        return "cuda" if cuda and work >= GPU_MIN_WORK else "cpu"
+    if not {"cpu": True, "cuda": cuda, "mps": mps}[name]:
         raise ConfigError(f"--device {name} is not available on this machine: use --device auto or cpu")
-    return torch.device(name)
+    return name
+
+
+def resolve_device(name: str, work: int = 0) -> torch.device:
+    """The device for a command; `work` is a training step's (step_work). The verbs that only run a
+    trained model (eval, sample, calibrate, diagnose) pass none: `auto` keeps them on the CPU."""
+    device = torch.device(choose_device(name, work, torch.cuda.is_available(), torch.backends.mps.is_available()))
+    if device.type == "cuda":
+        deterministic_cuda()
+    return device
+
+
+def deterministic_cuda() -> None:
+    """Deterministic kernels from here on (no atomics in index_add_ or the embedding's gradient:
+    sorted reductions instead), so a CUDA run resumes bit-identical. The cuBLAS setting must be in
+    the environment before cuBLAS starts; an op with no deterministic kernel raises, not drifts."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)

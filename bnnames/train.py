@@ -22,7 +22,7 @@ from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.model import BatchNorm, build_model, create_model
-from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.runtime import THREADS, num_threads, resolve_device, step_work
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.lock import checkpoint_lock
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
@@ -71,14 +71,11 @@ def run_training(request: TrainRequest, progress: Progress, should_stop: Callabl
         )
     if request.save_every is not None and request.save_every < 1:
         raise ConfigError(f"--save-every must be at least 1 (got {request.save_every})")
-    device = resolve_device(request.device)
     with checkpoint_lock(request.checkpoint, progress.note):  # from the first check to the last write
-        return _locked_run(request, device, progress, should_stop)
+        return _locked_run(request, progress, should_stop)
 
 
-def _locked_run(
-    request: TrainRequest, device: torch.device, progress: Progress, should_stop: Callable[[], bool]
-) -> TrainResult:
+def _locked_run(request: TrainRequest, progress: Progress, should_stop: Callable[[], bool]) -> TrainResult:
     """The run, under the checkpoint's lock: what it finds on disk stays true until it is done."""
     existed = os.path.lexists(request.checkpoint)
     if request.resume:
@@ -95,7 +92,8 @@ def _locked_run(
         model_config, train_config = resolve_configs(request.preset or "default", dict(request.overrides))
         dataset = _fresh_dataset(request.data, request.checkpoint, train_config.split_seed, model_config.block_size)
         ckpt = _new_checkpoint(dataset, model_config, train_config)
-    return _train(ckpt, dataset, request, device, progress, should_stop, existed)
+    work = step_work(ckpt.model_config, ckpt.vocab.size, ckpt.train_config.batch_size)
+    return _train(ckpt, dataset, request, resolve_device(request.device, work), progress, should_stop, existed)
 
 
 def _train(

@@ -20,7 +20,20 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def train(names, path, arch: str, norm: str, *extra: object):
     return cli(
-        "train", names, "-c", path, "--preset", arch, "--norm", norm, *SHAPES[arch], "--save-every", "10", *extra
+        "train",
+        names,
+        "-c",
+        path,
+        "--preset",
+        arch,
+        "--norm",
+        norm,
+        *SHAPES[arch],
+        "--save-every",
+        "10",
+        "--device",
+        "cpu",
+        *extra,
     )
 
 
@@ -34,7 +47,7 @@ def test_every_verb_works_and_resume_is_exact(tmp_path, small_names, arch, norm)
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
     train(small_names, whole, arch, norm, "--steps", "30")
     train(small_names, part, arch, norm, "--steps", "15")  # as if stopped at step 15
-    cli("train", "--resume", "-c", part, "--steps", "30")
+    cli("train", "--resume", "-c", part, "--steps", "30", "--device", "cpu")
     ckpt = load_checkpoint(part)
     assert ckpt.model_config.arch == ("wavenet" if arch == "wavenet" else "mlp") and ckpt.model_config.norm == norm
     expected = _tensors(whole)
@@ -64,7 +77,9 @@ def test_recording_diagnostics_changes_nothing_and_resumes_exactly(tmp_path, sma
     assert recording.first.step == 0 and recording.last.step == 30
 
     train(small_names, resumed, arch, "batch", "--steps", "16", "--diagnostics-every", "4")  # stopped at 16
-    cli("train", "--resume", "-c", resumed, "--steps", "30")  # keeps recording at the stored interval
+    cli(
+        "train", "--resume", "-c", resumed, "--steps", "30", "--device", "cpu"
+    )  # keeps recording at the stored interval
     assert load_recording(sidecar_path(resumed)) == recording
 
 

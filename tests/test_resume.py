@@ -39,7 +39,7 @@ def train(
     undo = interrupt_after(stop_at, lambda: stop.append(True)) if stop_at is not None else (lambda: None)
     try:
         request = TrainRequest(
-            checkpoint=path, data=data, overrides=overrides, resume=data is None, save_every=save_every
+            checkpoint=path, data=data, overrides=overrides, resume=data is None, save_every=save_every, device="cpu"
         )
         return run_training(request, Quiet(), should_stop=lambda: bool(stop))
     finally:
@@ -129,6 +129,8 @@ def child(*args: object) -> list[str]:
         "250",
         "--save-every",
         "100",
+        "--device",
+        "cpu",
         *(str(a) for a in args),
     ]
 
@@ -141,7 +143,7 @@ def test_a_real_signal_saves_at_that_step_and_exits_128_plus_signal(at, name, co
     assert done.returncode == code, done.stderr
     assert f"interrupted at step {at}; saved {path}" in done.stderr and "Traceback" not in done.stderr
     assert load_checkpoint(path).step == at
-    cli("train", "--resume", "-c", path)
+    cli("train", "--resume", "-c", path, "--device", "cpu")
     assert_same_run(load_checkpoint(path), load_checkpoint(reference))
 
 
@@ -163,7 +165,7 @@ def test_a_signal_at_a_random_moment(names, tmp_path):
         args = (
             child(names, "-c", path, "--steps", "3000")
             if signum == signal.SIGINT
-            else [*BNNAMES, "train", "--resume", "-c", path, "--save-every", "100"]
+            else [*BNNAMES, "train", "--resume", "-c", path, "--device", "cpu", "--save-every", "100"]
         )
         process = subprocess.Popen(args, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
         _wait_for_step(path, process, wait_for_step)
@@ -172,7 +174,7 @@ def test_a_signal_at_a_random_moment(names, tmp_path):
         assert process.returncode == code, err
         assert "interrupted at step" in err and "Traceback" not in err
     assert 0 < load_checkpoint(path).step < 3000
-    cli("train", "--resume", "-c", path)
+    cli("train", "--resume", "-c", path, "--device", "cpu")
     assert_same_run(load_checkpoint(path), load_checkpoint(reference_path))
 
 
@@ -200,7 +202,7 @@ def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint_and_resume_is_exa
         args = (
             child(names, "-c", path, "--steps", "3000", "--save-every", "1")
             if round_ == 0
-            else [*BNNAMES, "train", "--resume", "-c", path, "--save-every", "1"]
+            else [*BNNAMES, "train", "--resume", "-c", path, "--device", "cpu", "--save-every", "1"]
         )
         process = subprocess.Popen(args, env=subprocess_env(), stderr=subprocess.DEVNULL)
         _wait_for_step(path, process, steps_seen[-1] if steps_seen else 0)
@@ -215,6 +217,6 @@ def test_kill_9_at_random_moments_leaves_a_loadable_checkpoint_and_resume_is_exa
     litter = [p.name for p in tmp_path.iterdir() if p.name not in ("c.safetensors", "reference.safetensors")]
     litter.remove(".c.safetensors.lock")  # the dead run's lock file: inert, taken over by the resume below
     assert all(name.startswith(".c.safetensors.") and name.endswith(".tmp") for name in litter), litter
-    assert "took over the lock" in cli("train", "--resume", "-c", path).stderr
+    assert "took over the lock" in cli("train", "--resume", "-c", path, "--device", "cpu").stderr
     assert_same_run(load_checkpoint(path), load_checkpoint(reference_path))
     assert not (tmp_path / ".c.safetensors.lock").exists()

@@ -18,15 +18,19 @@ from tests.helpers import Quiet
 @pytest.mark.parametrize("engine", ["eager", "compiled", "reference"])
 def test_interrupt_and_resume_equal_one_run(names_path: Path, tmp_path: Path, engine: str) -> None:
     settings = {"steps": 300, "decay_at": 150, "engine": engine}
-    whole = TrainRequest(checkpoint=tmp_path / "whole.safetensors", data=names_path, overrides=settings, save_every=100)
+    whole = TrainRequest(
+        checkpoint=tmp_path / "whole.safetensors", data=names_path, overrides=settings, save_every=100, device="cpu"
+    )
     assert run_training(whole, Quiet(), should_stop=lambda: False).status == "done"
 
-    split = TrainRequest(checkpoint=tmp_path / "split.safetensors", data=names_path, overrides=settings, save_every=100)
+    split = TrainRequest(
+        checkpoint=tmp_path / "split.safetensors", data=names_path, overrides=settings, save_every=100, device="cpu"
+    )
     asked = []  # Ctrl-C mid-segment: the loops ask once per step (once per 8 compiled steps)
     stop_after = 17 if engine == "compiled" else 133
     first = run_training(split, Quiet(), should_stop=lambda: asked.append(1) or len(asked) > stop_after)
     assert first.status == "interrupted" and 100 < first.step < 300 and first.step % 100 != 0
-    resumed = TrainRequest(checkpoint=split.checkpoint, resume=True)
+    resumed = TrainRequest(checkpoint=split.checkpoint, resume=True, device="cpu")
     assert run_training(resumed, Quiet(), should_stop=lambda: False).status == "done"
 
     a, b = load_file(whole.checkpoint), load_file(split.checkpoint)

@@ -31,7 +31,10 @@ CheckpointOpt = Annotated[
         show_envvar=True,
     ),
 ]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to compute.")]
+DeviceOpt = Annotated[
+    Device,
+    typer.Option("--device", help="Where to compute (auto: the CPU, or CUDA for a training step big enough to pay)."),
+]
 DataOpt = Annotated[
     Path | None,
     typer.Option(
