@@ -119,10 +119,8 @@ def update_(
     """
     norms = [spec for spec in plan.layers if isinstance(spec, NormSpec)]
     if weight_decay:  # the step's direction: grad + weight_decay * p on the decayed parameters
-        grads = [
-            torch.add(g, p, alpha=weight_decay) if i in plan.decayed else g
-            for i, (p, g) in enumerate(zip(params, grads))
-        ]
+        # (not torch.add(g, p, alpha=...): inductor in torch 2.13.0 compiles that one wrongly)
+        grads = [g + weight_decay * p if i in plan.decayed else g for i, (p, g) in enumerate(zip(params, grads))]
     if active is None:
         torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
         for spec, (mean, spread) in zip(norms, stats):
