@@ -27,7 +27,9 @@ from bnnames.config import Stats
 @one_line_errors
 def score(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(help="Names to score; - reads more from stdin, one a line.")],
+    names: Annotated[
+        list[str], typer.Argument(metavar="NAME", help="Names to score; - reads more from stdin, one a line.")
+    ],
     stats: Annotated[
         Stats | None,
         typer.Option(help="BatchNorm statistics.", show_default="calibrated when present"),
