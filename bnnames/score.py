@@ -14,6 +14,7 @@ import torch
 
 from bnnames.config import Split, Stats, check_choice, choices
 from bnnames.data import Dataset, Vocab, build_examples
+from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
@@ -51,6 +52,10 @@ def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[st
         lengths = torch.tensor([len(name) + 1 for name in known])
         owner = torch.repeat_interleave(torch.arange(len(known)), lengths)  # (N,) which name each prediction is of
         sums = torch.zeros(len(known), dtype=torch.float64).index_add_(0, owner, log_probs)
+        if not bool(torch.isfinite(sums).all()):
+            raise CheckpointError(
+                "this model gives non-finite log-likelihoods: its weights are corrupt or diverged (see `bnnames eval`)"
+            )
         totals = dict(zip(known, sums.tolist()))
     return [totals.get(name) for name in names]
 
@@ -74,6 +79,8 @@ def _where(dataset: Dataset) -> dict[str, str]:
 @num_threads(THREADS)
 def score_checkpoint(path: Path, names: list[str], stats: str | None, data: Path | None, device: str) -> ScoreReport:
     """Score `names` with a checkpoint in eval mode (calibrated statistics when present, as eval)."""
+    if not names:
+        raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
     if stats is not None:
         check_choice("stats", stats, Stats)
     ckpt = load_checkpoint(path)

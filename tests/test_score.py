@@ -76,3 +76,8 @@ def test_an_unknown_character_is_reported_in_place_and_the_exit_code_is_1_at_the
     assert_one_line_error(result, "could not score 'zoë'", "the other names were scored")
     table = cli("score", "emma", "zoë", "-c", trained, code=1)
     assert "emma" in table.stdout and "zoë" in table.stdout and "'ë'" in table.stdout  # the reason, in its row
+
+
+def test_no_names_at_all_is_one_line(trained):
+    result = cli("score", "-", "-c", trained, input="\n  \n", code=1)
+    assert_one_line_error(result, "no names to score")
