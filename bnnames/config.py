@@ -65,6 +65,9 @@ class ModelConfig:
     # norm_logits the logits' BatchNorm gain starts at out_scale instead: a confidence-free start
     out_scale: float = knob(0.01, "Scale of the output layer's initial weights (or the logits' BatchNorm gain).")
     out_init: OutInit = knob("normal", "Output init: normal, or kaiming (also divides by sqrt(fan_in)).")
+    # after each hidden tanh, before the next Linear: a BatchNorm never sees its own layer's
+    # dropout noise (see bnnames.model.Dropout and docs/regularisation.md); 0 builds no dropout layer
+    dropout: float = knob(0.0, "Dropout probability after each hidden tanh, in training only (0: none).")
 
     @property
     def uses_batch_norm(self) -> bool:
@@ -89,6 +92,8 @@ class ModelConfig:
         _check_range("bn_momentum", self.bn_momentum, 0.0, 1.0)
         _check_range("bn_eps", self.bn_eps, 0.0, 1.0)
         _check_range("out_scale", self.out_scale, 0.0, 100.0)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be at least 0 and below 1 (got {self.dropout}): it is a probability")
         if self.arch == "wavenet" and self.block_size != 2**self.n_layers:
             raise ConfigError(
                 f"the wavenet architecture merges pairs of neighbours once per layer, so --block-size must be "
@@ -107,6 +112,9 @@ class TrainConfig:
     decay_at: int = knob(100_000, "Step from which the learning rate is lr * decay.")
     decay: float = knob(0.1, "Learning-rate decay factor.")
     seed: int = knob(2147483647, "Seed of the one generator that draws the init, then every mini-batch.")
+    # decoupled (SGDW): p -= lr * weight_decay * p on embeddings and Linear weights, never on
+    # BatchNorm gains and shifts or biases (see docs/regularisation.md); 0 leaves the step as it was
+    weight_decay: float = knob(0.0, "Decoupled weight decay of the embeddings and Linear weights (0: none).")
     split_seed: int = knob(42, "Seed of the shuffle that makes the 80/10/10 train/val/test split.")
     # compiled or eager: the hand-derived step; reference: autograd (see bnnames.training.engines)
     engine: Engine = knob("auto", "Training loop (auto: compiled for long runs on the CPU, else eager or reference).")
@@ -124,6 +132,7 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a positive number (got {self.lr})")
         _check_range("decay_at", self.decay_at, 0, 10**10)
         _check_range("decay", self.decay, 0.0, 1e6)
+        _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         _check_range("seed", self.seed, 0, 2**63 - 1)
         _check_range("split_seed", self.split_seed, 0, 2**63 - 1)
 

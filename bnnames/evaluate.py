@@ -35,9 +35,14 @@ class SplitLoss:
         return math.exp(self.loss)
 
 
-@torch.inference_mode()
 def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> float:
-    """Mean cross-entropy over (x (N, T), y (N,)) in eval mode, summed in float64.
+    """Mean cross-entropy over (x (N, T), y (N,)) in eval mode, summed in float64."""
+    return -target_log_probs(model, x, y, chunk).sum().item() / x.shape[0]
+
+
+@torch.inference_mode()
+def target_log_probs(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
+    """log p(y_i | x_i) of each example (N,), float64, in eval mode.
 
     Each distinct context is run once, through the network with BatchNorm folded into the
     Linear layers before it: the same loss as the layer-by-layer model up to float32 rounding.
@@ -46,7 +51,7 @@ def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int =
     net = folded(model)
     contexts, inverse, _ = distinct_contexts(x)  # (U, T), (N,)
     log_probs = torch.cat([F.log_softmax(net(part).float(), dim=1) for part in contexts.split(chunk)])  # (U, vocab)
-    return -log_probs[inverse, y].double().sum().item() / x.shape[0]
+    return log_probs[inverse, y].double()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from bnnames.model import BatchNorm, Linear, NamesModel
+from bnnames.model import BatchNorm, Dropout, Linear, NamesModel
 
 
 class Folded(nn.Module):
@@ -36,10 +36,13 @@ class Folded(nn.Module):
 
 @torch.no_grad()
 def fold_layers(layers: Sequence[nn.Module]) -> list[nn.Module]:
-    """The layers as eval mode runs them, each Linear followed by a BatchNorm made one Linear."""
+    """The layers as eval mode runs them, each Linear followed by a BatchNorm made one Linear
+    (and no Dropout: in eval mode it is the identity)."""
     out: list[nn.Module] = []
     for layer in layers:
         previous = out[-1] if out else None
+        if isinstance(layer, Dropout):
+            continue
         if isinstance(layer, BatchNorm) and type(previous) is Linear:
             out[-1] = _fold(previous, layer)
         else:

@@ -1,4 +1,4 @@
-"""The networks: embedding -> (merge -> Linear -> BatchNorm -> tanh) x n_layers -> Linear.
+"""The networks: embedding -> (merge -> Linear -> BatchNorm -> tanh [-> dropout]) x n_layers -> Linear.
 
 "mlp" merges the whole context once, before the first hidden layer (makemore parts 2-3);
 "wavenet" merges pairs of neighbours before every hidden layer, a tree (makemore part 5).
@@ -157,6 +157,43 @@ class Tanh(nn.Module):
         return torch.tanh(x)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout (Srivastava et al. 2014): in training, zero each value with probability p
+    and scale the kept ones by 1 / (1 - p), so the next layer sees the same mean as in eval mode.
+
+    The masks come from the run's one training generator, which only the training loop passes
+    in: eval mode, calibration and diagnostics probes (no generator) see the identity and draw
+    nothing. A training step draws, in this fixed order: its batch indices, then one uniform
+    (B, ...) tensor per Dropout layer, from the input side to the output side (`draw_keep`).
+    The fast step draws the same numbers in the same order, so resume stays exact.
+
+    Sits after tanh, before the next Linear (see `build_model` and docs/regularisation.md).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.training or generator is None:
+            return x
+        keep = draw_keep(x.shape, self.p, generator).to(x.device)
+        return x * dropout_scale(keep, self.p, x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def draw_keep(shape: tuple[int, ...] | torch.Size, p: float, generator: torch.Generator) -> torch.Tensor:
+    """The one dropout draw: a bool mask, True (kept) with probability 1 - p, on the CPU."""
+    return torch.rand(shape, generator=generator) >= p
+
+
+def dropout_scale(keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """What a Dropout multiplies its input by: 1 / (1 - p) where kept, 0 where dropped."""
+    return keep.to(dtype) / (1 - p)
+
+
 class NamesModel(nn.Module):
     """A stack of layers with one contract: `model(contexts (B, block_size)) -> logits (B, vocab)`."""
 
@@ -164,11 +201,21 @@ class NamesModel(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits of each context; `generator` (training only) draws the dropout masks."""
         x = idx
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, generator) if isinstance(layer, Dropout) else layer(x)
         return x
+
+    def decayed_parameters(self) -> list[nn.Parameter]:
+        """What weight decay shrinks: the embedding table and every Linear's weight matrix.
+
+        Not BatchNorm's gain and shift, nor biases: a BatchNorm makes the Linear before it
+        scale-invariant, so decaying that weight only raises its effective learning rate, while
+        decaying a gain would shrink the layer's output itself (docs/regularisation.md).
+        """
+        return [layer.weight for layer in self.layers if isinstance(layer, Embedding | Linear)]
 
     def batch_norms(self) -> list[BatchNorm]:
         return [layer for layer in self.layers if isinstance(layer, BatchNorm)]
@@ -216,6 +263,8 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
         if with_bn:
             layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
         layers.append(Tanh())
+        if config.dropout > 0:  # after tanh: the next BatchNorm sees it only through the next Linear
+            layers.append(Dropout(config.dropout))
         width = config.n_hidden
     layers.append(Linear(width, vocab_size, bias=not config.batch_norm_on_logits))
     if config.batch_norm_on_logits:

@@ -15,7 +15,13 @@ from safetensors.torch import save as safetensors_bytes
 
 from tests.helpers import TINY, cli, fail_with
 
-COMMANDS = (("eval",), ("sample", "-n", "3"), ("calibrate",), ("train", "--resume", "--steps", "300"))
+COMMANDS = (
+    ("eval",),
+    ("sample", "-n", "3"),
+    ("calibrate",),
+    ("score", "anna"),
+    ("train", "--resume", "--steps", "300"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -218,4 +224,5 @@ def test_finite_but_absurd_weights_give_one_line_not_a_crash(good, tmp_path):
     before = path.read_bytes()
     fail_with("eval", "-c", path, fragments=("the val loss of", "is nan: its weights are corrupt or diverged"))
     fail_with("sample", "-c", path, fragments=("this model gives non-finite probabilities",))
+    fail_with("score", "anna", "-c", path, fragments=("this model gives non-finite log-likelihoods",))
     assert path.read_bytes() == before

@@ -87,7 +87,7 @@ def test_a_bad_names_file_never_touches_an_existing_checkpoint(case, tmp_path, s
         _write(bad, raw)
     fail_with("train", bad, *TINY, "--overwrite", fragments=(message,))
     assert checkpoint.read_bytes() == before
-    for command in (("eval",), ("calibrate",), ("sample", "--novel")):
+    for command in (("eval",), ("calibrate",), ("sample", "--novel"), ("score", "anna")):
         fail_with(*command, "--data", bad, fragments=(message,))
         assert checkpoint.read_bytes() == before
 
@@ -98,7 +98,14 @@ def test_a_names_file_that_changed_since_training_is_refused_unless_named(tmp_pa
     checkpoint = tmp_path / "bnnames.safetensors"
     before = checkpoint.read_bytes()
     small_names.write_bytes(small_names.read_bytes() + "Zoë\n".encode())
-    for command in (("eval",), ("calibrate",), ("sample", "--novel"), ("train", "--resume", "--steps", "200")):
+    commands = (
+        ("eval",),
+        ("calibrate",),
+        ("sample", "--novel"),
+        ("score", "Ana"),
+        ("train", "--resume", "--steps", "200"),
+    )
+    for command in commands:
         fail_with(*command, fragments=(str(small_names.resolve()), "changed since training", "--data"))
         assert checkpoint.read_bytes() == before
     result = cli("eval", "--data", small_names)  # named: used, and the user is told

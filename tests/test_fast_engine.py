@@ -25,8 +25,9 @@ def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> No
     generator = torch.Generator().manual_seed(5)
     draws = BatchDraws(x, y, 4, generator, start=3, block_steps=8)  # blocks end at 8, 16, 24, 32
     got = [draws.take(s, 2) for s in range(3, 21, 2)] + [draws.take(21, 5)]  # asks cross block ends
-    assert torch.equal(torch.cat([t for _, t in got]), ix)
-    assert torch.equal(torch.cat([c for c, _ in got]), x[ix])
+    assert torch.equal(torch.cat([t for _, t, _ in got]), ix)
+    assert torch.equal(torch.cat([c for c, _, _ in got]), x[ix])
+    assert all(keeps == [] for _, _, keeps in got)  # no dropout: no masks
     draws.sync(3 + 22)  # the state a per-step loop has after 22 steps (the block ran ahead to 32)
     replay = torch.Generator().manual_seed(5)
     for _ in range(22):

@@ -15,6 +15,7 @@ from bnnames.cli.calibrate import calibrate
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
 from bnnames.cli.sample import sample
+from bnnames.cli.score import score
 from bnnames.cli.train import train
 
 
@@ -46,6 +47,7 @@ def make_app() -> typer.Typer:
     app.command()(calibrate)
     app.command("eval")(evaluate)
     app.command()(sample)
+    app.command()(score)
     app.command()(diagnose)
     return app
 

@@ -35,21 +35,26 @@ def train_steps(
     """Run steps [start, stop) and return how many steps are done (less if asked to stop).
 
     Each step consumes the generator exactly as the reference loop does (one `randint` of
-    `batch_size` indices), so a run resumed from a saved step and generator state is
-    bit-identical to one that never stopped.
+    `batch_size` indices), then once per Dropout layer (see `bnnames.model.Dropout`), so a run
+    resumed from a saved step and generator state is bit-identical to one that never stopped.
+    Weight decay is decoupled (SGDW): `p -= lr * weight_decay * p` before the gradient step,
+    on `model.decayed_parameters()` only; at 0 nothing of it runs.
     """
     model.train()
     params = list(model.parameters())
+    decayed = model.decayed_parameters() if config.weight_decay else []
     step = start
     while step < stop and not should_stop():
         ix = torch.randint(0, x.shape[0], (config.batch_size,), generator=generator).to(x.device)
-        logits = model(x[ix])  # (B, vocab)
+        logits = model(x[ix], generator)  # (B, vocab); the generator draws the dropout masks
         loss = F.cross_entropy(logits, y[ix])
         for p in params:
             p.grad = None
         loss.backward()
         lr = config.lr_at(step)
         with torch.no_grad():
+            for p in decayed:
+                p -= lr * config.weight_decay * p
             for p in params:
                 p += -lr * p.grad  # the reference's `p.data += -lr * p.grad`, same rounding
         step += 1

@@ -5,18 +5,32 @@ CPU one draw of (D * B,) values yields exactly the same indices as D draws of (B
 the generator in the same state (tests check both), so drawing a block of steps at once
 changes no number. Only the generator then runs ahead of the steps done: `sync` replays the
 block's draws from the state saved before it, to leave the state a per-step loop would have.
+
+With dropout, each step also draws one mask per dropout layer after its indices (the order of
+`bnnames.model.Dropout`), so the steps of a block are drawn one after another instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
+from bnnames.model import draw_keep
+
 BLOCK_STEPS = 4096  # steps drawn per randint: 4096 x 32 indices = 1 MB, and one gather per block
+MASK_BLOCK_STEPS = 256  # with dropout: 256 x 32 x 200 bool masks = 1.6 MB per dropout layer
 # blocks end at multiples of BLOCK_STEPS, a multiple of the compiled chunk, so no chunk straddles two
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]  # ctx (S, B, T), target (S, B), keeps [(S, B, W)]
+
+
 class BatchDraws:
-    """Contexts and targets of steps start, start+1, ... for `x` (N, T), `y` (N,), in order."""
+    """Contexts, targets and dropout masks of steps start, start+1, ... for `x` (N, T), `y` (N,).
+
+    `dropouts` holds (p, width) of each dropout layer, input side first (empty: no masks).
+    """
 
     def __init__(
         self,
@@ -26,32 +40,49 @@ class BatchDraws:
         generator: torch.Generator,
         start: int,
         block_steps: int = BLOCK_STEPS,
+        dropouts: Sequence[tuple[float, int]] = (),
     ) -> None:
         self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
-        self.block_steps = block_steps
+        self.dropouts = tuple(dropouts)
+        self.block_steps = min(block_steps, MASK_BLOCK_STEPS) if self.dropouts else block_steps
         self._reset(start)
 
-    def take(self, step: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """ctx (count, B, T) and target (count, B) of steps [step, step + count), asked in order."""
-        ctxs, targets = [], []
+    def take(self, step: int, count: int) -> Batch:
+        """ctx (count, B, T), target (count, B) and keeps [(count, B, W)] of steps [step, step + count),
+        asked in order."""
+        parts: list[Batch] = []
         while count > 0:
             if step >= self.block_end:
                 self._draw_block()
             lo, hi = step - self.block_start, min(step + count, self.block_end) - self.block_start
-            ctxs.append(self.ctx[lo:hi])
-            targets.append(self.target[lo:hi])
+            parts.append((self.ctx[lo:hi], self.target[lo:hi], [keep[lo:hi] for keep in self.keeps]))
             count -= hi - lo
             step += hi - lo
-        return (ctxs[0], targets[0]) if len(ctxs) == 1 else (torch.cat(ctxs), torch.cat(targets))
+        if len(parts) == 1:
+            return parts[0]
+        keeps = [torch.cat([part[2][k] for part in parts]) for k in range(len(self.dropouts))]
+        return torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts]), keeps
 
     def _draw_block(self) -> None:
         self.block_start, self.block_state = self.block_end, self.generator.get_state()
         self.block_end = (self.block_start // self.block_steps + 1) * self.block_steps  # aligned ends
         steps = self.block_end - self.block_start
-        ix = torch.randint(0, self.x.shape[0], (steps * self.batch_size,), generator=self.generator)
+        ix, keeps = self._draw(steps)
         ix = ix.to(self.x.device)
         self.ctx = self.x[ix].reshape(steps, self.batch_size, -1)
         self.target = self.y[ix].reshape(steps, self.batch_size)
+        self.keeps = [keep.to(self.x.device) for keep in keeps]
+
+    def _draw(self, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The draws of `steps` steps: indices (steps * B,) and one (steps, B, W) mask per dropout layer."""
+        n, m = self.x.shape[0], self.batch_size
+        if not self.dropouts:
+            return torch.randint(0, n, (steps * m,), generator=self.generator), []
+        ix, keeps = [], []
+        for _ in range(steps):  # a step's indices, then its masks, as the reference loop draws them
+            ix.append(torch.randint(0, n, (m,), generator=self.generator))
+            keeps.append([draw_keep((m, width), p, self.generator) for p, width in self.dropouts])
+        return torch.cat(ix), [torch.stack(layer) for layer in zip(*keeps)]
 
     def rewind(self, step: int) -> None:
         """Forget what was drawn ahead of `step` (in the current block): the next draw starts there."""
@@ -63,6 +94,7 @@ class BatchDraws:
         self.block_state = self.generator.get_state()  # the state before the block's draw
         self.ctx = self.x[:0].reshape(0, self.batch_size, self.x.shape[1])  # (steps, B, T) of the block
         self.target = self.y[:0].reshape(0, self.batch_size)  # (steps, B)
+        self.keeps = [torch.zeros(0, self.batch_size, width, dtype=torch.bool) for _, width in self.dropouts]
 
     def sync(self, step: int) -> None:
         """Leave the generator as if exactly the draws of steps before `step` had been made.
@@ -74,4 +106,4 @@ class BatchDraws:
         self.generator.set_state(self.block_state)
         ahead = step - self.block_start
         if ahead > 0:
-            torch.randint(0, self.x.shape[0], (ahead * self.batch_size,), generator=self.generator)
+            self._draw(ahead)

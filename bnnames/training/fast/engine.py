@@ -28,21 +28,23 @@ Params = list[torch.Tensor]
 Buffers = list[list[torch.Tensor]]
 
 
-def make_chunk_fn(plan: Plan, steps: int) -> ChunkFn:
-    """`steps` masked SGD steps: (params, buffers, ctx (S,B,T), target (S,B), lr (S,), active (S,)) -> losses (S,)."""
+def make_chunk_fn(plan: Plan, steps: int, weight_decay: float = 0.0) -> ChunkFn:
+    """`steps` masked SGD steps: (params, buffers, ctx (S,B,T), target (S,B), keeps [(S,B,W)], lr (S,),
+    active (S,)) -> losses (S,)."""
 
     def chunk(
         params: Params,
         buffers: Buffers,
         ctx: torch.Tensor,
         target: torch.Tensor,
+        keeps: list[torch.Tensor],
         lr: torch.Tensor,
         active: torch.Tensor,
     ) -> torch.Tensor:
         losses = []
         for k in range(steps):
-            loss, grads, stats = forward_backward(plan, params, ctx[k], target[k])
-            update_(plan, params, buffers, grads, stats, lr[k], active[k])
+            loss, grads, stats = forward_backward(plan, params, ctx[k], target[k], [keep[k] for keep in keeps])
+            update_(plan, params, buffers, grads, stats, lr[k], active[k], weight_decay)
             losses.append(loss)
         return torch.stack(losses)
 
@@ -64,7 +66,10 @@ class FastTrainer:
         self.chunk: ChunkFn | None = None
         if compiled:
             self.chunk = torch.compile(
-                make_chunk_fn(plan, STEPS_PER_CALL), fullgraph=True, dynamic=False, options=COMPILE_OPTIONS
+                make_chunk_fn(plan, STEPS_PER_CALL, config.weight_decay),
+                fullgraph=True,
+                dynamic=False,
+                options=COMPILE_OPTIONS,
             )
         self.compiled_once = False
         self._schedules: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -82,7 +87,8 @@ class FastTrainer:
     ) -> int:
         """Run steps [start, stop) like `bnnames.training.loop.train_steps` and return the steps done."""
         self.model.train()
-        draws = BatchDraws(x, y, self.config.batch_size, generator, start)
+        dropouts = [(spec.p, spec.width) for spec in self.plan.dropouts]
+        draws = BatchDraws(x, y, self.config.batch_size, generator, start, dropouts=dropouts)
         params, buffers = state_of(self.model)
         step = start
         with torch.no_grad():
@@ -103,19 +109,21 @@ class FastTrainer:
         if self.chunk is not None:
             first = step - step % STEPS_PER_CALL  # the chunk's first step, aligned
             end = min(first + STEPS_PER_CALL, stop)
-            ctx, target = draws.take(step, end - step)  # (n, B, T), (n, B)
+            ctx, target, keeps = draws.take(step, end - step)  # (n, B, T), (n, B), [(n, B, W)]
             if end - step < STEPS_PER_CALL:  # a partial chunk: pad with masked steps
                 before, after = step - first, first + STEPS_PER_CALL - end
-                ctx = torch.cat([ctx[:1].expand(before, -1, -1), ctx, ctx[:1].expand(after, -1, -1)])
-                target = torch.cat([target[:1].expand(before, -1), target, target[:1].expand(after, -1)])
+                ctx, target = _pad(ctx, before, after), _pad(target, before, after)
+                keeps = [_pad(keep, before, after) for keep in keeps]
             lr, active = self._schedule(first, step, end, params[0].dtype)
-            losses = self._call_chunk(params, buffers, ctx, target, lr, active)
+            losses = self._call_chunk(params, buffers, ctx, target, keeps, lr, active)
             if losses is not None:
                 return end - step, losses[step - first : end - first]
             draws.rewind(step)  # the compile failed before computing anything: redo this step eagerly
-        ctx, target = draws.take(step, 1)
-        loss, grads, stats = forward_backward(self.plan, params, ctx[0], target[0])
-        update_(self.plan, params, buffers, grads, stats, self.config.lr_at(step))
+        ctx, target, keeps = draws.take(step, 1)
+        loss, grads, stats = forward_backward(self.plan, params, ctx[0], target[0], [keep[0] for keep in keeps])
+        update_(
+            self.plan, params, buffers, grads, stats, self.config.lr_at(step), weight_decay=self.config.weight_decay
+        )
         return 1, loss[None]
 
     def _call_chunk(self, *args: torch.Tensor | list) -> torch.Tensor | None:
@@ -144,3 +152,8 @@ class FastTrainer:
         if key not in self._schedules:
             self._schedules[key] = (torch.tensor(key[0], dtype=dtype), torch.tensor(key[1]))
         return self._schedules[key]
+
+
+def _pad(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """`t` (n, ...) with copies of its first step before and after: a whole chunk of steps."""
+    return torch.cat([t[:1].expand(before, *t.shape[1:]), t, t[:1].expand(after, *t.shape[1:])])

@@ -10,6 +10,7 @@ Backward of BatchNorm (Ioffe & Szegedy 2015, section 3), with x_hat = (z - mu) /
        = gain / s * (dy - dshift / m - x_hat * dgain / n)
 where s = sqrt(var + eps) with the biased variance and n = m (paper), or s = the unbiased
 std with n = m - 1 (the lecture's arithmetic); m is the batch size.
+Dropout y = x * scale (scale = keep / (1 - p), drawn before the step) has dx = dy * scale.
 """
 
 from __future__ import annotations
@@ -17,19 +18,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bnnames.training.fast.plan import LinearSpec, NormSpec, Plan, TanhSpec
+from bnnames.model import dropout_scale
+from bnnames.training.fast.plan import DropoutSpec, LinearSpec, NormSpec, Plan, TanhSpec
 
 Stats = list[tuple[torch.Tensor, torch.Tensor]]  # per BatchNorm: batch mean, batch var|std for the buffers
 
 
 def forward_backward(
-    plan: Plan, params: list[torch.Tensor], ctx: torch.Tensor, target: torch.Tensor
+    plan: Plan,
+    params: list[torch.Tensor],
+    ctx: torch.Tensor,
+    target: torch.Tensor,
+    keeps: list[torch.Tensor] | tuple[()] = (),
 ) -> tuple[torch.Tensor, list[torch.Tensor], Stats]:
     """Loss, gradients (aligned with `params`) and BatchNorm batch statistics of one mini-batch.
 
-    ctx (B, T) context ids, target (B,) next ids; nothing is modified.
+    ctx (B, T) context ids, target (B,) next ids, keeps: one (B, width) bool mask per dropout
+    layer (`plan.dropouts`); nothing is modified.
     """
     m = ctx.shape[0]
+    masks = iter(keeps)
     table = params[0]  # (vocab, E)
     x = table[ctx].reshape(m, -1)  # (B, T*E)
     saved: list[object] = []
@@ -42,6 +50,10 @@ def forward_backward(
             x, x_hat, inv, mean, spread = _norm_forward(spec, x, params[spec.gain], params[spec.shift])
             saved.append((x_hat, inv))
             stats.append((mean, spread))
+        elif isinstance(spec, DropoutSpec):
+            scale = dropout_scale(next(masks), spec.p, x.dtype)  # (B, width)
+            x = x * scale
+            saved.append(scale)
         else:
             x = torch.tanh(x)
             saved.append(x)
@@ -62,6 +74,8 @@ def forward_backward(
             dshift = grads[spec.shift] = d.sum(0)
             n = m - 1 if spec.lecture else m  # with dx_hat = gain * d: mean(dx_hat) = gain * dshift / m
             d = torch.addcmul(d - dshift / m, x_hat, dgain, value=-1 / n) * (params[spec.gain] * inv)
+        elif isinstance(spec, DropoutSpec):
+            d = d * keep  # keep: the scale the forward pass multiplied by
         else:
             assert isinstance(spec, TanhSpec)
             d = torch.ops.aten.tanh_backward(d, keep)  # d * (1 - tanh^2)
@@ -94,13 +108,19 @@ def update_(
     stats: Stats,
     lr: float | torch.Tensor,
     active: torch.Tensor | None = None,
+    weight_decay: float = 0.0,
 ) -> None:
     """SGD `p += -lr * grad` and the running-statistics update, in place.
 
+    With `weight_decay`, the parameters `plan.decayed` also take the decoupled decay
+    `-lr * weight_decay * p` (SGDW, as `bnnames.training.loop`); at 0 the step is unchanged.
     `active` (a 0-d bool tensor) turns the whole step into a no-op when false: the compiled
     path runs whole chunks of steps and masks the ones outside the requested range.
     """
     norms = [spec for spec in plan.layers if isinstance(spec, NormSpec)]
+    if weight_decay:  # the step's direction: grad + weight_decay * p on the decayed parameters
+        # (not torch.add(g, p, alpha=...): inductor in torch 2.13.0 compiles that one wrongly)
+        grads = [g + weight_decay * p if i in plan.decayed else g for i, (p, g) in enumerate(zip(params, grads))]
     if active is None:
         torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
         for spec, (mean, spread) in zip(norms, stats):

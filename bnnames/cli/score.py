@@ -1,0 +1,88 @@
+"""`bnnames score`: how likely the model finds each given name."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bnnames.cli.common import (
+    DEFAULT_CHECKPOINT,
+    CheckpointOpt,
+    DataOpt,
+    DeviceOpt,
+    fail,
+    note,
+    one_line_errors,
+    stdout,
+)
+from bnnames.config import Stats
+
+
+@one_line_errors
+def score(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str], typer.Argument(metavar="NAME", help="Names to score; - reads more from stdin, one a line.")
+    ],
+    stats: Annotated[
+        Stats | None,
+        typer.Option(help="BatchNorm statistics.", show_default="calibrated when present"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects, in input order.")] = False,
+    checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
+    data: DataOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score names: log-likelihood in nats, nats per character (the end counts as one), and
+    whether each is in the names file. Exit code 1 if a name has characters the model never saw."""
+    from bnnames.score import score_checkpoint
+
+    report = score_checkpoint(checkpoint, _read_names(names), stats, data, device)
+    if report.note:
+        note(report.note)
+    rows = [
+        {
+            "name": s.name,
+            "log_likelihood": s.log_likelihood,
+            "loss": s.loss,
+            "in_names_file": s.in_names_file,
+            "split": s.split,
+            **({"error": s.error} if s.error else {}),
+        }
+        for s in report.scores
+    ]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        table = Table("name", "log-likelihood (nats)", "nats/char", "in names file")
+        for r in rows:
+            scored = r["loss"] is not None
+            table.add_row(
+                escape(r["name"]),
+                f"{r['log_likelihood']:.3f}" if scored else "-",
+                f"{r['loss']:.4f}" if scored else escape(r["error"]),
+                r["split"] or "no",
+            )
+        stdout().print(table)
+    failed = [s for s in report.scores if s.error]
+    if failed:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise fail(escape(f"could not score {first.name!r}: {first.error}{more}; the other names were scored"))
+
+
+def _read_names(args: list[str]) -> list[str]:
+    """The names in order: each argument, or for `-` every non-blank line of stdin, stripped as in a names file."""
+    names: list[str] = []
+    for arg in args:
+        if arg == "-":
+            names += [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+        else:
+            names.append(arg.strip())
+    return names

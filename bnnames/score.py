@@ -1,0 +1,102 @@
+"""How likely a model finds given names: log-likelihood in nats, per character, and where each name is known.
+
+A name of n characters is n + 1 predictions (its characters, then the end token), exactly the
+examples `bnnames eval` averages over; so the per-character losses of a split's names,
+weighted by n + 1, average to that split's loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bnnames.config import Split, Stats, check_choice, choices
+from bnnames.data import Dataset, Vocab, build_examples
+from bnnames.errors import CheckpointError, ConfigError
+from bnnames.evaluate import target_log_probs
+from bnnames.model import NamesModel
+from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
+
+
+@dataclass(frozen=True)
+class NameScore:
+    name: str
+    log_likelihood: float | None  # sum of log p over the n + 1 predictions, nats (<= 0); None: not scored
+    loss: float | None  # -log_likelihood / (n + 1): nats per character, the end token counted
+    split: str | None  # the first of train, val, test that holds the name; None: not in the names file
+    error: str | None = None  # why the name could not be scored
+
+    @property
+    def in_names_file(self) -> bool:
+        return self.split is not None
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    scores: list[NameScore]  # in the order the names were given
+    stats: str  # "running", "calibrated", or "none" for a model without BatchNorm
+    note: str | None  # set when --data is not the training file
+
+
+def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[str]) -> list[float | None]:
+    """Each name's log-likelihood in nats (float64 sums), or None when it has a character `vocab` lacks."""
+    known = [name for name in dict.fromkeys(names) if _unknown(name, vocab) is None]  # each distinct name once
+    totals: dict[str, float] = {}
+    if known:
+        x, y = build_examples(known, vocab, block_size)  # (N, T), (N,): every name's n + 1 predictions in order
+        device = next(model.parameters()).device
+        log_probs = target_log_probs(model, x.to(device), y.to(device)).cpu()  # (N,)
+        lengths = torch.tensor([len(name) + 1 for name in known])
+        owner = torch.repeat_interleave(torch.arange(len(known)), lengths)  # (N,) which name each prediction is of
+        sums = torch.zeros(len(known), dtype=torch.float64).index_add_(0, owner, log_probs)
+        if not bool(torch.isfinite(sums).all()):
+            raise CheckpointError(
+                "this model gives non-finite log-likelihoods: its weights are corrupt or diverged (see `bnnames eval`)"
+            )
+        totals = dict(zip(known, sums.tolist()))
+    return [totals.get(name) for name in names]
+
+
+def _unknown(name: str, vocab: Vocab) -> str | None:
+    """Why `name` cannot be scored, or None."""
+    if not name:
+        return "an empty name"
+    missing = "".join(sorted(set(name) - set(vocab.chars)))
+    return f"characters the model never saw: {missing!r}" if missing else None
+
+
+def _where(dataset: Dataset) -> dict[str, str]:
+    """Name -> the first split (train, val, test) that holds it."""
+    where: dict[str, str] = {}
+    for split in reversed(choices(Split)):  # train last, so it wins for a name in several splits
+        where.update(dict.fromkeys(dataset.splits.get(split), split))
+    return where
+
+
+@num_threads(THREADS)
+def score_checkpoint(path: Path, names: list[str], stats: str | None, data: Path | None, device: str) -> ScoreReport:
+    """Score `names` with a checkpoint in eval mode (calibrated statistics when present, as eval)."""
+    if not names:
+        raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
+    if stats is not None:
+        check_choice("stats", stats, Stats)
+    ckpt = load_checkpoint(path)
+    kind = ckpt.model.choose_stats(stats)
+    dataset = dataset_for(ckpt, data)
+    model = ckpt.model.to(resolve_device(device))
+    totals = score_names(model, ckpt.vocab, ckpt.model_config.block_size, names)
+    where = _where(dataset)
+    scores = [
+        NameScore(
+            name,
+            total,
+            None if total is None else -total / (len(name) + 1),
+            where.get(name),
+            _unknown(name, ckpt.vocab),
+        )
+        for name, total in zip(names, totals)
+    ]
+    return ScoreReport(scores, kind, data_note(ckpt, dataset))
