@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from bnnames.config import Split, SplitChoice, Stats, check_choice, choices
 from bnnames.errors import CheckpointError
-from bnnames.inference import distinct_contexts, folded
+from bnnames.examples import Source, as_examples
+from bnnames.inference import count_rows, distinct_contexts, folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
@@ -36,17 +37,20 @@ class SplitLoss:
 
 
 @torch.inference_mode()
-def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> float:
-    """Mean cross-entropy over (x (N, T), y (N,)) in eval mode, summed in float64.
+def split_loss(model: NamesModel, x: torch.Tensor | Source, y: torch.Tensor | None = None, chunk: int = CHUNK) -> float:
+    """Mean cross-entropy over the examples (x (N, T), y (N,), or `x` a stream) in eval mode,
+    summed in float64.
 
     Each distinct context is run once, through the network with BatchNorm folded into the
     Linear layers before it: the same loss as the layer-by-layer model up to float32 rounding.
     """
+    examples = as_examples(x, y)
     model.eval()
     net = folded(model)
-    contexts, inverse, _ = distinct_contexts(x)  # (U, T), (N,)
+    pairs, counts = count_rows(examples, targets=True)  # (P, T + 1) distinct (context, target), (P,)
+    contexts, inverse, _ = distinct_contexts(pairs[:, :-1])  # (U, T), (P,)
     log_probs = torch.cat([F.log_softmax(net(part).float(), dim=1) for part in contexts.split(chunk)])  # (U, vocab)
-    return -log_probs[inverse, y].double().sum().item() / x.shape[0]
+    return -(log_probs[inverse, pairs[:, -1]].double() * counts).sum().item() / len(examples)
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,9 @@ def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | 
     model = ckpt.model.to(target)
     losses = []
     for name in choices(Split) if split == "all" else (split,):
-        x, y = (t.to(target) for t in dataset.examples(name))
-        loss = split_loss(model, x, y)
+        examples = dataset.stream(name).to(target)
+        loss = split_loss(model, examples)
         if not math.isfinite(loss):
             raise CheckpointError(f"the {name} loss of {path} is {loss}: its weights are corrupt or diverged")
-        losses.append(SplitLoss(name, loss, x.shape[0], kind))
+        losses.append(SplitLoss(name, loss, len(examples), kind))
     return EvalReport(losses, data_note(ckpt, dataset))

@@ -20,6 +20,7 @@ import torch
 from bnnames.config import ModelConfig, TrainConfig, to_json_dict
 from bnnames.diagnostics.probe import Histogram, LayerStats, Probe, WeightStats, probe
 from bnnames.errors import DiagnosticsError
+from bnnames.examples import Source
 from bnnames.model import NamesModel
 from bnnames.storage.checkpoint import Checkpoint
 from bnnames.storage.files import atomic_write_bytes
@@ -195,9 +196,9 @@ class Recorder:
     generator, and with it the run itself, is the same with or without diagnostics.
     """
 
-    def __init__(self, path: Path, recording: Recording, x: torch.Tensor, y: torch.Tensor, config: TrainConfig):
+    def __init__(self, path: Path, recording: Recording, examples: Source, config: TrainConfig):
         self.path, self.recording, self.config = path, recording, config
-        self.x, self.y = x, y  # (N, block_size), (N,) the training split
+        self.examples = examples  # the training split
 
     def next_stop(self, step: int) -> int:
         return (step // self.recording.every + 1) * self.recording.every
@@ -208,15 +209,17 @@ class Recorder:
         if not due or (self.recording.steps and self.recording.steps[-1] >= step):
             return
         generator = torch.Generator().manual_seed(PROBE_SEED + step)
-        ix = torch.randint(0, self.x.shape[0], (self.config.batch_size,), generator=generator).to(self.x.device)
-        self.recording.add(probe(model, self.x[ix], self.y[ix], step, self.config.lr_at(step)))
+        ix = torch.randint(0, len(self.examples), (self.config.batch_size,), generator=generator)
+        self.recording.add(
+            probe(model, *self.examples.gather(ix.to(self.examples.device)), step, self.config.lr_at(step))
+        )
 
     def save(self) -> None:
         save_recording(self.path, self.recording)
 
 
 def open_recorder(
-    checkpoint: Path, every: int | None, ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, resume: bool
+    checkpoint: Path, every: int | None, ckpt: Checkpoint, examples: Source, resume: bool
 ) -> Recorder | None:
     """The recorder of a run, or None when no diagnostics are wanted.
 
@@ -240,4 +243,4 @@ def open_recorder(
         return None
     recording = recording or Recording(every=every, run=run)
     recording.every = every
-    return Recorder(path, recording, x, y, ckpt.train_config)
+    return Recorder(path, recording, examples, ckpt.train_config)

@@ -54,10 +54,10 @@ def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
     """One training-mode batch through the checkpoint's model, drawn as a recorded probe would be."""
     target = resolve_device(device)
     dataset = dataset_for(ckpt, data)
-    x, y = (t.to(target) for t in dataset.examples("train"))
+    train = dataset.stream("train").to(target)
     generator = torch.Generator().manual_seed(PROBE_SEED + ckpt.step)
-    ix = torch.randint(0, x.shape[0], (ckpt.train_config.batch_size,), generator=generator).to(target)
-    return probe(ckpt.model.to(target), x[ix], y[ix], ckpt.step, ckpt.train_config.lr_at(ckpt.step))
+    ix = torch.randint(0, len(train), (ckpt.train_config.batch_size,), generator=generator).to(target)
+    return probe(ckpt.model.to(target), *train.gather(ix), ckpt.step, ckpt.train_config.lr_at(ckpt.step))
 
 
 def _matching_recording(path: Path, step: int, run: dict, notes: list[str]) -> Recording | None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from bnnames.config import TrainConfig
 from bnnames.errors import TrainingDiverged
+from bnnames.examples import Source, as_examples
 from bnnames.model import NamesModel
 
 # on_report(step, loss, lr) is called after `step` steps are done, every `report_every` steps
@@ -22,8 +23,8 @@ Reporter = Callable[[int, float, float], None]
 
 def train_steps(
     model: NamesModel,
-    x: torch.Tensor,  # (N, block_size) training contexts, on the model's device
-    y: torch.Tensor,  # (N,) next-character targets
+    x: torch.Tensor | Source,  # (N, block_size) training contexts on the model's device, or a stream
+    y: torch.Tensor | None,  # (N,) next-character targets; None with a stream
     config: TrainConfig,
     generator: torch.Generator,  # CPU generator: draws each mini-batch, its state is resumable
     start: int,
@@ -38,13 +39,15 @@ def train_steps(
     `batch_size` indices), so a run resumed from a saved step and generator state is
     bit-identical to one that never stopped.
     """
+    examples = as_examples(x, y)
     model.train()
     params = list(model.parameters())
     step = start
     while step < stop and not should_stop():
-        ix = torch.randint(0, x.shape[0], (config.batch_size,), generator=generator).to(x.device)
-        logits = model(x[ix])  # (B, vocab)
-        loss = F.cross_entropy(logits, y[ix])
+        ix = torch.randint(0, len(examples), (config.batch_size,), generator=generator).to(examples.device)
+        xb, yb = examples.gather(ix)  # (B, block_size), (B,): the rows x[ix], y[ix]
+        logits = model(xb)  # (B, vocab)
+        loss = F.cross_entropy(logits, yb)
         for p in params:
             p.grad = None
         loss.backward()

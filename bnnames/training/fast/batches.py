@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import torch
 
+from bnnames.examples import Source, as_examples
+
 BLOCK_STEPS = 4096  # steps drawn per randint: 4096 x 32 indices = 1 MB, and one gather per block
 # blocks end at multiples of BLOCK_STEPS, a multiple of the compiled chunk, so no chunk straddles two
 
 
 class BatchDraws:
-    """Contexts and targets of steps start, start+1, ... for `x` (N, T), `y` (N,), in order."""
+    """Contexts and targets of steps start, start+1, ... for `x` (N, T), `y` (N,) (or a stream), in order."""
 
     def __init__(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | Source,
+        y: torch.Tensor | None,
         batch_size: int,
         generator: torch.Generator,
         start: int,
         block_steps: int = BLOCK_STEPS,
     ) -> None:
-        self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
+        self.examples, self.batch_size, self.generator = as_examples(x, y), batch_size, generator
         self.block_steps = block_steps
         self._reset(start)
 
@@ -48,10 +50,10 @@ class BatchDraws:
         self.block_start, self.block_state = self.block_end, self.generator.get_state()
         self.block_end = (self.block_start // self.block_steps + 1) * self.block_steps  # aligned ends
         steps = self.block_end - self.block_start
-        ix = torch.randint(0, self.x.shape[0], (steps * self.batch_size,), generator=self.generator)
-        ix = ix.to(self.x.device)
-        self.ctx = self.x[ix].reshape(steps, self.batch_size, -1)
-        self.target = self.y[ix].reshape(steps, self.batch_size)
+        ix = torch.randint(0, len(self.examples), (steps * self.batch_size,), generator=self.generator)
+        ctx, target = self.examples.gather(ix.to(self.examples.device))  # (steps * B, T), (steps * B,)
+        self.ctx = ctx.reshape(steps, self.batch_size, -1)
+        self.target = target.reshape(steps, self.batch_size)
 
     def rewind(self, step: int) -> None:
         """Forget what was drawn ahead of `step` (in the current block): the next draw starts there."""
@@ -61,8 +63,10 @@ class BatchDraws:
     def _reset(self, step: int) -> None:
         self.block_start = self.block_end = step  # steps [block_start, block_end) are drawn
         self.block_state = self.generator.get_state()  # the state before the block's draw
-        self.ctx = self.x[:0].reshape(0, self.batch_size, self.x.shape[1])  # (steps, B, T) of the block
-        self.target = self.y[:0].reshape(0, self.batch_size)  # (steps, B)
+        self.ctx = torch.zeros(
+            (0, self.batch_size, self.examples.block_size), dtype=torch.long, device=self.examples.device
+        )
+        self.target = torch.zeros((0, self.batch_size), dtype=torch.long, device=self.examples.device)
 
     def sync(self, step: int) -> None:
         """Leave the generator as if exactly the draws of steps before `step` had been made.
@@ -74,4 +78,4 @@ class BatchDraws:
         self.generator.set_state(self.block_state)
         ahead = step - self.block_start
         if ahead > 0:
-            torch.randint(0, self.x.shape[0], (ahead * self.batch_size,), generator=self.generator)
+            torch.randint(0, len(self.examples), (ahead * self.batch_size,), generator=self.generator)
