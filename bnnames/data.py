@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import functools
 import hashlib
 import os
@@ -14,9 +15,11 @@ import torch
 
 from bnnames.errors import DataError
 from bnnames.examples import BOUNDARY, Examples
+from bnnames.runtime import available_memory
 
 MAX_NAME_LENGTH = 256  # longer lines are not names: refusing them bounds memory and time
 MAX_FILE_BYTES = 256 * 1024 * 1024
+LOAD_BYTES_PER_BYTE = 16  # peak memory of loading a names file, per byte of it (measured: docs/big-files.md)
 CONTROL_HINTS = {  # control characters a real text file may hold, with what to do about them
     "\r": "a carriage return without a newline: save the file with \\n or \\r\\n line ends",
     "\t": "a tab: put one name a line, without tabs",
@@ -39,8 +42,10 @@ def read_file_bytes(path: Path) -> bytes:
         raise DataError(f"{path} is a folder, not a names file: pass a text file with one name a line")
     try:
         with path.open("rb") as handle:
-            if os.fstat(handle.fileno()).st_size > MAX_FILE_BYTES:
+            size = os.fstat(handle.fileno()).st_size  # 0 for a pipe: checked after reading
+            if size > MAX_FILE_BYTES:
                 raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
+            check_memory(path, size, available_memory())
             raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise DataError(
@@ -50,7 +55,20 @@ def read_file_bytes(path: Path) -> bytes:
         raise DataError(f"cannot read names file {path}: {getattr(err, 'strerror', None) or err}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
+    if not size:  # a pipe: its size is known now, before the names are parsed
+        check_memory(path, len(raw), available_memory())
     return raw
+
+
+def check_memory(path: Path, size: int, available: int | None) -> None:
+    """Refuse, in one line, a file that would need more memory than the machine has free,
+    before loading it (rather than the kernel's out-of-memory killer ending the run partway)."""
+    need = size * LOAD_BYTES_PER_BYTE
+    if available is not None and need > available:
+        raise DataError(
+            f"{path} ({size / 2**20:.0f} MiB) needs about {need / 2**30:.1f} GiB of memory to load, but this "
+            f"machine has {available / 2**30:.1f} GiB available: free some memory or use a smaller file"
+        )
 
 
 def parse_names(raw: bytes, source: str = "names file") -> list[str]:
@@ -131,14 +149,16 @@ class Splits:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
-def shuffled_order(count: int, seed: int) -> list[int]:
-    """The order `random.Random(seed).shuffle` gives `count` items (the reference's random.seed(42); shuffle).
+def shuffled_order(count: int, seed: int) -> torch.Tensor:
+    """The order `random.Random(seed).shuffle` gives `count` items (the reference's random.seed(42); shuffle),
+    int64 (count,).
 
-    A shuffle's swaps depend only on the length, so shuffling indices says where each name goes.
+    A shuffle's swaps depend only on the length, so shuffling indices says where each name goes;
+    an `array` of them takes 8 bytes each (a list of ints ~36) and becomes a tensor without a copy.
     """
-    order = list(range(count))
+    order = array.array("q", range(count))
     random.Random(seed).shuffle(order)
-    return order
+    return torch.frombuffer(order, dtype=torch.int64) if count else torch.zeros(0, dtype=torch.int64)
 
 
 def split_bounds(count: int, source: str | None = None) -> tuple[int, int]:
@@ -152,7 +172,7 @@ def split_bounds(count: int, source: str | None = None) -> tuple[int, int]:
 
 def split_names(names: list[str], seed: int) -> Splits:
     """The names in shuffled order, cut 80/10/10."""
-    shuffled = [names[i] for i in shuffled_order(len(names), seed)]
+    shuffled = [names[i] for i in shuffled_order(len(names), seed).tolist()]
     n1, n2 = split_bounds(len(names))
     return Splits(shuffled[:n1], shuffled[n1:n2], shuffled[n2:])
 
@@ -233,5 +253,5 @@ def dataset_from_bytes(path: Path, raw: bytes, split_seed: int, block_size: int,
     ids[[ord(ch) for ch in found.chars]] = [vocab.id(ch) for ch in found.chars]
     tokens = torch.from_numpy(ids[codepoints])
     starts = torch.from_numpy(np.concatenate([[0], np.flatnonzero(codepoints == ord("\n")) + 1]))
-    order = torch.tensor(shuffled_order(count, split_seed))
+    order = shuffled_order(count, split_seed)
     return Dataset(Path(path), hashlib.sha256(raw).hexdigest(), vocab, split_seed, block_size, tokens, starts, order)

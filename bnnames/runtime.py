@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -40,3 +41,16 @@ def resolve_device(name: str) -> torch.device:
     if not available[name]:
         raise ConfigError(f"--device {name} is not available on this machine: use --device auto or cpu")
     return torch.device(name)
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Bytes the kernel can give a new allocation without swapping (MemAvailable); None where unknown."""
+    try:
+        text = meminfo.read_text()
+    except OSError:
+        return None  # not Linux
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemAvailable" and value.split() and value.split()[0].isdigit():
+            return int(value.split()[0]) * 1024  # the kernel counts in kB
+    return None
