@@ -1,6 +1,8 @@
-"""Write a big "First Last" names file for the big-file measurements (docs/big-files.md).
+"""Write a big "First Last" names file for the big-file measurements (docs/big-files.md), and
+measure `bnnames train --steps 2000` and `bnnames eval --split val` on it as whole processes:
 
     python -m benchmarks.bigfile /tmp/names-5m.txt --lines 5000000
+    python -m benchmarks.bigfile /tmp/names-5m.txt --measure /work/main/.venv/bin/python .venv/bin/python
 
 Each line is two names of the standard file, capitalised ("Emma Olivia"), drawn with a seeded
 numpy generator, so the same arguments always write the same file. Write it under /tmp: a
@@ -10,9 +12,14 @@ generated file never belongs in the repository.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.process import _timed
 
 CHUNK = 1_000_000  # lines built and written at a time: bounds the generator's own memory
 
@@ -29,13 +36,71 @@ def write_names(source: Path, out: Path, lines: int, seed: int) -> int:
     return out.stat().st_size
 
 
+def measure(data: Path, pythons: list[str], runs: int) -> None:
+    """Print the median wall time and peak memory of train and eval for each interpreter's bnnames.
+
+    The interpreters take turns, run by run, so a change in the machine's load hits them alike.
+    """
+    figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    print(f"load average before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="bnnames-bigfile-") as workdir:
+        for _ in range(runs):
+            for python in pythons:
+                ckpt = str(Path(workdir) / "big.safetensors")
+                train = [python, "-m", "bnnames", "train", str(data), "--steps", "2000", "-c", ckpt, "--overwrite"]
+                for verb, cmd in (("train", train), ("eval", [python, "-m", "bnnames", "eval", "-c", ckpt])):
+                    wall, peak, out = _timed(cmd, dict(os.environ))
+                    figures.setdefault((python, verb), []).append((wall, peak))
+                    print(f"{python} {verb}: {wall:.1f} s, {peak:.0f} MB; {out.strip().splitlines()[-1][:100]}")
+    print(f"load average after: {os.getloadavg()}")
+    for (python, verb), values in figures.items():
+        walls, peaks = [w for w, _ in values], [p for _, p in values]
+        print(
+            f"| {python} | {verb} | {statistics.median(walls):.1f} s ({min(walls):.1f}-{max(walls):.1f}) "
+            f"| {statistics.median(peaks):.0f} MB ({min(peaks):.0f}-{max(peaks):.0f}) |"
+        )
+
+
+def measure_load(data: Path, runs: int) -> None:
+    """Time `load_dataset` in this process (reading, checks, vocabulary, stream, split), and the
+    peak memory it adds per byte of the file: what LOAD_BYTES_PER_BYTE in bnnames.data covers."""
+    import resource
+    import time
+
+    from bnnames.data import load_dataset
+
+    size = data.stat().st_size
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    walls = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        dataset = load_dataset(data, 42, 3)
+        walls.append(time.perf_counter() - start)
+        del dataset
+    added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    print(
+        f"load_dataset({data}, {size / 2**20:.1f} MiB): median {statistics.median(walls):.1f} s "
+        f"({min(walls):.1f}-{max(walls):.1f}, {runs} runs); peak memory +{added / 2**20:.0f} MiB = "
+        f"{added / size:.1f} bytes per file byte; load average {os.getloadavg()[0]:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bigfile", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the file to write (under /tmp)")
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--source", type=Path, default=Path("/work/shared/data/names.txt"), help="the names to draw")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measure", nargs="+", metavar="PYTHON", help="measure the existing file with these pythons")
+    parser.add_argument("--load", action="store_true", help="time load_dataset on the existing file, in-process")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement")
     args = parser.parse_args()
+    if args.load:
+        measure_load(args.out, args.runs)
+        return
+    if args.measure:
+        measure(args.out, args.measure, args.runs)
+        return
     size = write_names(args.source, args.out, args.lines, args.seed)
     print(f"{args.out}: {args.lines:,} lines, {size / 2**20:.1f} MiB")
 
