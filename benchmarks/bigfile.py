@@ -2,7 +2,7 @@
 measure `bnnames train --steps 2000` and `bnnames eval --split val` on it as whole processes:
 
     python -m benchmarks.bigfile /tmp/names-5m.txt --lines 5000000
-    python -m benchmarks.bigfile /tmp/names-5m.txt --measure /work/main/.venv/bin/python .venv/bin/python
+    python -m benchmarks.bigfile /tmp/names-5m.txt --measure /work/main/.venv/bin/bnnames .venv/bin/bnnames
 
 Each line is two names of the standard file, capitalised ("Emma Olivia"), drawn with a seeded
 numpy generator, so the same arguments always write the same file. Write it under /tmp: a
@@ -36,27 +36,31 @@ def write_names(source: Path, out: Path, lines: int, seed: int) -> int:
     return out.stat().st_size
 
 
-def measure(data: Path, pythons: list[str], runs: int) -> None:
-    """Print the median wall time and peak memory of train and eval for each interpreter's bnnames.
+def measure(data: Path, programs: list[str], runs: int) -> None:
+    """Print the median wall time and peak memory of train and eval for each `bnnames` program.
 
-    The interpreters take turns, run by run, so a change in the machine's load hits them alike.
+    Installed programs, not `python -m bnnames`, which would import the bnnames of the current
+    folder. They take turns, run by run, so a change in the machine's load hits them alike.
     """
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bnnames-bigfile-") as workdir:
         for _ in range(runs):
-            for python in pythons:
+            for program in programs:
                 ckpt = str(Path(workdir) / "big.safetensors")
-                train = [python, "-m", "bnnames", "train", str(data), "--steps", "2000", "-c", ckpt, "--overwrite"]
-                for verb, cmd in (("train", train), ("eval", [python, "-m", "bnnames", "eval", "-c", ckpt])):
+                train = [program, "train", str(data), "--steps", "2000", "-c", ckpt, "--overwrite"]
+                for verb, cmd in (("train", train), ("eval", [program, "eval", "-c", ckpt, "--json"])):
                     wall, peak, out = _timed(cmd, dict(os.environ))
-                    figures.setdefault((python, verb), []).append((wall, peak))
-                    print(f"{python} {verb}: {wall:.1f} s, {peak:.0f} MB; {out.strip().splitlines()[-1][:100]}")
+                    figures.setdefault((program, verb), []).append((wall, peak))
+                    print(
+                        f"{program} {verb}: {wall:.1f} s, {peak:.0f} MB; {out.strip().splitlines()[-1][:120]}",
+                        flush=True,
+                    )
     print(f"load average after: {os.getloadavg()}")
-    for (python, verb), values in figures.items():
+    for (program, verb), values in figures.items():
         walls, peaks = [w for w, _ in values], [p for _, p in values]
         print(
-            f"| {python} | {verb} | {statistics.median(walls):.1f} s ({min(walls):.1f}-{max(walls):.1f}) "
+            f"| {program} | {verb} | {statistics.median(walls):.1f} s ({min(walls):.1f}-{max(walls):.1f}) "
             f"| {statistics.median(peaks):.0f} MB ({min(peaks):.0f}-{max(peaks):.0f}) |"
         )
 
@@ -91,7 +95,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--source", type=Path, default=Path("/work/shared/data/names.txt"), help="the names to draw")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--measure", nargs="+", metavar="PYTHON", help="measure the existing file with these pythons")
+    parser.add_argument("--measure", nargs="+", metavar="BNNAMES", help="measure the existing file with these programs")
     parser.add_argument("--load", action="store_true", help="time load_dataset on the existing file, in-process")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement")
     args = parser.parse_args()

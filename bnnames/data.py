@@ -182,7 +182,7 @@ def token_dtype(vocab: Vocab) -> type[np.integer]:
     return np.uint8 if vocab.size <= 256 else np.int16 if vocab.size <= 2**15 else np.int32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """A names file made ready for one model: its vocabulary, its token stream and its splits.
 
@@ -216,8 +216,8 @@ class Dataset:
     @property
     def names(self) -> list[str]:
         """Every name, in file order, decoded again (for `sample --novel`)."""
-        codepoints = torch.tensor([ord("\n"), *map(ord, self.vocab.chars)], dtype=torch.int32)
-        text = codepoints[self.tokens.long()].numpy().tobytes().decode("utf-32-le")
+        codepoints = np.array([ord("\n"), *map(ord, self.vocab.chars)], dtype=np.int32)  # id -> code point
+        text = codepoints[self.tokens.numpy()].tobytes().decode("utf-32-le")
         return text.split("\n")[:-1]
 
     @property

@@ -27,7 +27,7 @@ import torch
 BOUNDARY = 0  # id of the token that marks both the start and the end of a name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Examples:
     """A split's examples: `gather(ix)` builds the rows ix of today's (x (N, T), y (N,))."""
 
@@ -86,7 +86,7 @@ class Examples:
         return x, self.tokens[start + at].long()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ExampleTensors:
     """Examples already built as tensors (tests, small experiments): the same interface."""
 
