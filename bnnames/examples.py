@@ -29,7 +29,7 @@ BOUNDARY = 0  # id of the token that marks both the start and the end of a name
 
 @dataclass(frozen=True, eq=False)
 class Examples:
-    """A split's examples: `gather(ix)` builds the rows ix of today's (x (N, T), y (N,))."""
+    """A split's examples: `gather(ix)` builds rows ix of the whole split's (x (N, T), y (N,))."""
 
     tokens: torch.Tensor  # (C,) the whole file's ids, each name followed by BOUNDARY; narrow dtype
     begin: torch.Tensor  # (M,) int64: where each of the split's names begins in `tokens`, split order
