@@ -20,7 +20,8 @@ import torch
 from bnnames.config import Method, check_choice
 from bnnames.errors import ConfigError
 from bnnames.evaluate import CHUNK, split_loss
-from bnnames.inference import Folded, distinct_contexts
+from bnnames.examples import ExampleTensors, Source
+from bnnames.inference import Folded, count_rows
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
@@ -29,43 +30,45 @@ from bnnames.storage.lock import checkpoint_lock
 
 def calibrate(
     model: NamesModel,
-    x: torch.Tensor,  # (N, block_size) training contexts
+    x: torch.Tensor | Source,  # (N, block_size) training contexts, or the training stream
     method: str = "full",
     batch_size: int = 32,
     generator: torch.Generator | None = None,
 ) -> int:
     """Store calibrated statistics in every BatchNorm; return how many examples were used."""
+    if isinstance(x, torch.Tensor):  # contexts alone: calibration reads no target
+        x = ExampleTensors(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
     if method == "full":
         return _calibrate_full(model, x)
     return _calibrate_paper(model, x, batch_size, generator)
 
 
 @torch.inference_mode()
-def _calibrate_full(model: NamesModel, x: torch.Tensor) -> int:
+def _calibrate_full(model: NamesModel, examples: Source) -> int:
     model.eval()
     model.use_stats("running")
-    contexts, _, counts = distinct_contexts(x)  # (U, T), (U,)
+    contexts, counts = count_rows(examples, targets=False)  # (U, T), (U,)
     for index, layer in enumerate(model.layers):
         if not isinstance(layer, BatchNorm):
             continue
         prefix = Folded(model.layers[:index])  # the layers before, earlier BatchNorms calibrated and folded
-        total = torch.zeros(layer.weight.shape, dtype=torch.float64, device=x.device)
+        total = torch.zeros(layer.weight.shape, dtype=torch.float64, device=examples.device)
         total_sq = torch.zeros_like(total)
         for part, weight in zip(contexts.split(CHUNK), counts.double().split(CHUNK)):
             h = prefix(part).double()  # (part, ..., C): each distinct context once...
             h = h.reshape(h.shape[0], -1, h.shape[-1])
             total += (h * weight[:, None, None]).sum((0, 1))  # ...weighted by how often it occurs
             total_sq += (h * h * weight[:, None, None]).sum((0, 1))
-        count = x.shape[0] * h.shape[1]  # values per feature: examples x positions
+        count = len(examples) * h.shape[1]  # values per feature: examples x positions
         mean = total / count
         var = (total_sq - count * mean * mean).clamp_min(0) / (count - 1)  # unbiased, as the lecture's std
         layer.set_calibration(mean.float(), var.float() if layer.spread == "var" else var.sqrt().float())
         layer.use_calibrated = True  # the next layers are measured through this one, calibrated
-    return x.shape[0]
+    return len(examples)
 
 
 @torch.inference_mode()
-def _calibrate_paper(model: NamesModel, x: torch.Tensor, m: int, generator: torch.Generator | None) -> int:
+def _calibrate_paper(model: NamesModel, examples: Source, m: int, generator: torch.Generator | None) -> int:
     norms = model.batch_norms()
     saved = {id(bn): {k: v.clone() for k, v in bn.named_buffers()} for bn in norms}
     means: dict[int, list[torch.Tensor]] = {id(bn): [] for bn in norms}
@@ -78,11 +81,11 @@ def _calibrate_paper(model: NamesModel, x: torch.Tensor, m: int, generator: torc
 
     hooks = [bn.register_forward_pre_hook(record) for bn in norms]
     model.train()  # mini-batch statistics, as during training
-    order = torch.randperm(x.shape[0], generator=generator).to(x.device)
-    batches = x.shape[0] // m  # every example at most once; the last partial batch is dropped
+    order = torch.randperm(len(examples), generator=generator).to(examples.device)  # (N,) int64
+    batches = len(examples) // m  # every example at most once; the last partial batch is dropped
     try:
         for b in range(batches):
-            model(x[order[b * m : (b + 1) * m]])
+            model(examples.gather(order[b * m : (b + 1) * m])[0])
     finally:
         for hook in hooks:
             hook.remove()
@@ -119,13 +122,13 @@ def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str
         if not model.batch_norms():
             raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
         dataset = dataset_for(ckpt, data)
-        examples = {split: tuple(t.to(target) for t in dataset.examples(split)) for split in ("train", "val")}
+        examples = {split: dataset.stream(split).to(target) for split in ("train", "val")}
         generator = torch.Generator().manual_seed(ckpt.train_config.seed)  # the paper method's batch order
-        used = calibrate(model, examples["train"][0], method, ckpt.train_config.batch_size, generator)
+        used = calibrate(model, examples["train"], method, ckpt.train_config.batch_size, generator)
         losses = {}
         for kind in ("running", "calibrated"):
             model.use_stats(kind)
-            losses[kind] = {split: split_loss(model, *examples[split]) for split in examples}
+            losses[kind] = {split: split_loss(model, examples[split]) for split in examples}
         calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256}
         save_checkpoint(path, dataclasses.replace(ckpt, model=model, calibration=calibration))
     if note := data_note(ckpt, dataset):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from bnnames.config import Split, SplitChoice, Stats, check_choice, choices
 from bnnames.errors import CheckpointError
-from bnnames.inference import distinct_contexts, folded
+from bnnames.examples import Source, as_examples
+from bnnames.inference import count_rows, distinct_contexts, folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
@@ -35,14 +36,19 @@ class SplitLoss:
         return math.exp(self.loss)
 
 
-def split_loss(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> float:
-    """Mean cross-entropy over (x (N, T), y (N,)) in eval mode, summed in float64."""
-    return -target_log_probs(model, x, y, chunk).sum().item() / x.shape[0]
+@torch.inference_mode()
+def split_loss(model: NamesModel, x: torch.Tensor | Source, y: torch.Tensor | None = None, chunk: int = CHUNK) -> float:
+    """Mean cross-entropy over the examples (x (N, T), y (N,), or `x` a stream) in eval mode,
+    summed in float64: each distinct (context, target) row once, weighted by its count."""
+    examples = as_examples(x, y)
+    pairs, counts = count_rows(examples, targets=True)  # (P, T + 1) distinct (context, target), (P,)
+    log_probs = target_log_probs(model, pairs[:, :-1], pairs[:, -1], chunk)  # (P,)
+    return -(log_probs * counts).sum().item() / len(examples)
 
 
 @torch.inference_mode()
 def target_log_probs(model: NamesModel, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-    """log p(y_i | x_i) of each example (N,), float64, in eval mode.
+    """log p(y_i | x_i) of each example (x (N, T), y (N,)) as (N,) float64, in eval mode.
 
     Each distinct context is run once, through the network with BatchNorm folded into the
     Linear layers before it: the same loss as the layer-by-layer model up to float32 rounding.
@@ -73,9 +79,9 @@ def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | 
     model = ckpt.model.to(target)
     losses = []
     for name in choices(Split) if split == "all" else (split,):
-        x, y = (t.to(target) for t in dataset.examples(name))
-        loss = split_loss(model, x, y)
+        examples = dataset.stream(name).to(target)
+        loss = split_loss(model, examples)
         if not math.isfinite(loss):
             raise CheckpointError(f"the {name} loss of {path} is {loss}: its weights are corrupt or diverged")
-        losses.append(SplitLoss(name, loss, x.shape[0], kind))
+        losses.append(SplitLoss(name, loss, len(examples), kind))
     return EvalReport(losses, data_note(ckpt, dataset))

@@ -18,7 +18,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bnnames.examples import Source
 from bnnames.model import BatchNorm, Dropout, Linear, NamesModel
+
+GATHER = 1 << 20  # examples gathered at a time by a whole-split pass: about 40 MB of rows
+DENSE = 1 << 24  # at most this many count slots (128 MB) when counting rows without sorting
 
 
 class Folded(nn.Module):
@@ -75,9 +79,46 @@ def distinct_contexts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     split for a fraction of the work.
     """
     base = int(x.max()) + 1 if x.numel() else 1
-    width = x.shape[1]
-    if base**width >= 2**62:  # too many possible contexts for one int64 key: sort the rows
+    if base ** x.shape[1] >= 2**62:  # too many possible contexts for one int64 key: sort the rows
         return torch.unique(x, dim=0, return_inverse=True, return_counts=True)
-    powers = base ** torch.arange(width - 1, -1, -1, device=x.device)  # (T,)
-    keys, inverse, counts = torch.unique((x * powers).sum(1), return_inverse=True, return_counts=True)
-    return keys[:, None] // powers % base, inverse, counts  # each key read back as its T digits
+    keys, inverse, counts = torch.unique(_keys(x, base), return_inverse=True, return_counts=True)
+    return _digits(keys, base, x.shape[1]), inverse, counts
+
+
+def count_rows(examples: Source, targets: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of a whole split and how often each occurs: rows (U, T), or (U, T + 1)
+    with each context's target last when `targets`, and counts (U,) int64.
+
+    The split is read GATHER examples at a time, so memory follows the distinct rows, not the
+    split: when every possible row has a slot (vocab_size ** width <= DENSE) each chunk is counted
+    into them (no sort), else its distinct rows are merged with the ones found so far.
+    """
+    base, width = examples.vocab_size, examples.block_size + targets
+    dense = torch.zeros(base**width if base**width <= DENSE else 0, dtype=torch.long, device=examples.device)
+    rows = torch.zeros((0, width), dtype=torch.long, device=examples.device)
+    counts = torch.zeros(0, dtype=torch.long, device=examples.device)
+    for x, y in examples.chunks(GATHER):
+        part = torch.cat([x, y[:, None]], 1) if targets else x  # (B, width)
+        if len(dense):
+            dense.index_add_(0, _keys(part, base), torch.ones_like(y))
+            continue
+        rows, inverse, _ = distinct_contexts(torch.cat([rows, part]))
+        counts = torch.zeros(len(rows), dtype=torch.long, device=rows.device).index_add_(
+            0, inverse, torch.cat([counts, torch.ones_like(y)])
+        )
+    if len(dense):
+        keys = dense.nonzero().flatten()
+        return _digits(keys, base, width), dense[keys]
+    return rows, counts
+
+
+def _keys(x: torch.Tensor, base: int) -> torch.Tensor:
+    """Each row of ids (N, W) as one int64, its digits in base `base`: (N,)."""
+    powers = base ** torch.arange(x.shape[1] - 1, -1, -1, device=x.device)  # (W,)
+    return (x * powers).sum(1)
+
+
+def _digits(keys: torch.Tensor, base: int, width: int) -> torch.Tensor:
+    """The rows (N, width) that `_keys` made the keys (N,) of."""
+    powers = base ** torch.arange(width - 1, -1, -1, device=keys.device)
+    return keys[:, None] // powers % base

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -81,3 +82,16 @@ def deterministic_cuda() -> None:
     the environment before cuBLAS starts; an op with no deterministic kernel raises, not drifts."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     torch.use_deterministic_algorithms(True)
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Bytes the kernel can give a new allocation without swapping (MemAvailable); None where unknown."""
+    try:
+        text = meminfo.read_text()
+    except OSError:
+        return None  # not Linux
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemAvailable" and value.split() and value.split()[0].isdigit():
+            return int(value.split()[0]) * 1024  # the kernel counts in kB
+    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bnnames.config import Split, Stats, check_choice, choices
-from bnnames.data import Dataset, Vocab, build_examples
+from bnnames.data import Dataset, Vocab, name_examples
 from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
@@ -46,7 +46,8 @@ def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[st
     known = [name for name in dict.fromkeys(names) if _unknown(name, vocab) is None]  # each distinct name once
     totals: dict[str, float] = {}
     if known:
-        x, y = build_examples(known, vocab, block_size)  # (N, T), (N,): every name's n + 1 predictions in order
+        examples = name_examples(known, vocab, block_size)
+        x, y = examples.gather(torch.arange(len(examples)))  # (N, T), (N,): every name's n + 1 predictions in order
         device = next(model.parameters()).device
         log_probs = target_log_probs(model, x.to(device), y.to(device)).cpu()  # (N,)
         lengths = torch.tensor([len(name) + 1 for name in known])

@@ -116,7 +116,7 @@ def _train(
     config = ckpt.train_config
     generator = torch.Generator().set_state(ckpt.generator_state)
     trainer = make_trainer(model, config, device, progress.note)
-    x, y = (t.to(device) for t in dataset.examples("train"))
+    train = dataset.stream("train").to(device)  # gathered batch by batch: memory follows the characters
     saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
     ceiling = loss_ceiling(dataset.vocab.size)
     report = _reporter(progress, request.tensorboard)
@@ -125,7 +125,7 @@ def _train(
         check_loss(loss, ceiling, step, lr)
         report(step, loss, lr)
 
-    recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, x, y, request.resume)
+    recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
     progress.start(ckpt.step, config.steps)
     step = first = ckpt.step
     if recorder is not None:
@@ -136,7 +136,7 @@ def _train(
                 end = _segment_end(step, config.steps, request.save_every)
                 if recorder is not None:
                     end = min(end, recorder.next_stop(step))  # probes happen between segments
-                step = trainer(x, y, generator, step, end, on_report, should_stop=should_stop)
+                step = trainer(train, None, generator, step, end, on_report, should_stop=should_stop)
             check_finite(model, step)
         except TrainingDiverged as err:
             raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
@@ -157,8 +157,7 @@ def _train(
         if step == config.steps:
             break
     model.use_stats("running")
-    val = (t.to(device) for t in dataset.examples("val"))
-    losses = {"train": split_loss(model, x, y), "val": split_loss(model, *val)}
+    losses = {"train": split_loss(model, train), "val": split_loss(model, dataset.stream("val").to(device))}
     save_checkpoint(request.checkpoint, dataclasses.replace(ckpt, losses=losses))
     if recorder is not None:
         recorder.save()

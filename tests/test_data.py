@@ -8,8 +8,9 @@ import re
 import pytest
 import torch
 
-from bnnames.data import BOUNDARY, Vocab, build_examples, load_dataset, parse_names, read_names, split_names
+from bnnames.data import BOUNDARY, Vocab, load_dataset, parse_names, read_names, split_names
 from bnnames.errors import DataError
+from bnnames.examples import Examples
 
 
 def test_reading_strips_skips_blank_lines_accepts_crlf_and_keeps_duplicates():
@@ -68,7 +69,8 @@ def test_too_few_names_for_three_splits():
 
 def test_examples_match_the_reference_construction():
     vocab = Vocab.from_names(["emma", "bo"])
-    x, y = build_examples(["emma", "bo"], vocab, block_size=3)
+    tokens = torch.tensor(vocab.encode("emma") + [BOUNDARY] + vocab.encode("bo") + [BOUNDARY], dtype=torch.uint8)
+    x, y = Examples.of(tokens, torch.tensor([0, 5, 8]), torch.tensor([0, 1]), block_size=3).gather(torch.arange(8))
     e, m, a, b, o = (vocab.encode(c)[0] for c in "emaba"[:3] + "bo")
     assert x.tolist() == [[0, 0, 0], [0, 0, e], [0, e, m], [e, m, m], [m, m, a], [0, 0, 0], [0, 0, b], [0, b, o]]
     assert y.tolist() == [e, m, m, a, 0, b, o, 0]

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.config import TrainConfig
+from bnnames.examples import Source
 from bnnames.model import NamesModel, Tanh
 
 SATURATION = 0.97  # |tanh| above this counts as saturated (the lecture's threshold)
@@ -74,13 +75,13 @@ class Probe:
 PROBE_SEED = 1_000_003  # probe batches come from their own generators, seeded PROBE_SEED + step
 
 
-def probe_at(model: NamesModel, x: torch.Tensor, y: torch.Tensor, step: int, config: TrainConfig) -> Probe:
-    """Probe the batch for `step`: drawn from a generator of its own, seeded by the step, so the
-    training run's generator (and with it the run) is the same with or without diagnostics, and a
-    checkpoint probed later sees the batch a recording would have seen at its step."""
+def probe_at(model: NamesModel, examples: Source, step: int, config: TrainConfig) -> Probe:
+    """Probe the batch of the training `examples` for `step`: drawn from a generator of its own,
+    seeded by the step, so the training run's generator (and with it the run) is the same with or
+    without diagnostics, and a checkpoint probed later sees the batch a recording would have seen."""
     generator = torch.Generator().manual_seed(PROBE_SEED + step)
-    ix = torch.randint(0, x.shape[0], (config.batch_size,), generator=generator).to(x.device)
-    return probe(model, x[ix], y[ix], step, config.lr_at(step))
+    ix = torch.randint(0, len(examples), (config.batch_size,), generator=generator)
+    return probe(model, *examples.gather(ix.to(examples.device)), step, config.lr_at(step))
 
 
 def probe(model: NamesModel, x: torch.Tensor, y: torch.Tensor, step: int, lr: float) -> Probe:

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bnnames.config import ModelConfig, TrainConfig, to_json_dict
 from bnnames.diagnostics.probe import Histogram, LayerStats, Probe, WeightStats, probe_at
 from bnnames.errors import DiagnosticsError
+from bnnames.examples import Source
 from bnnames.model import NamesModel
 from bnnames.storage.checkpoint import Checkpoint
 from bnnames.storage.files import atomic_write_bytes
@@ -193,9 +192,9 @@ class Recorder:
     Each probe draws its own batch (see `probe_at`): the run is the same with or without diagnostics.
     """
 
-    def __init__(self, path: Path, recording: Recording, x: torch.Tensor, y: torch.Tensor, config: TrainConfig):
+    def __init__(self, path: Path, recording: Recording, examples: Source, config: TrainConfig):
         self.path, self.recording, self.config = path, recording, config
-        self.x, self.y = x, y  # (N, block_size), (N,) the training split
+        self.examples = examples  # the training split
 
     def next_stop(self, step: int) -> int:
         return (step // self.recording.every + 1) * self.recording.every
@@ -205,14 +204,14 @@ class Recorder:
         due = step % self.recording.every == 0 or step == self.config.steps
         if not due or (self.recording.steps and self.recording.steps[-1] >= step):
             return
-        self.recording.add(probe_at(model, self.x, self.y, step, self.config))
+        self.recording.add(probe_at(model, self.examples, step, self.config))
 
     def save(self) -> None:
         save_recording(self.path, self.recording)
 
 
 def open_recorder(
-    checkpoint: Path, every: int | None, ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, resume: bool
+    checkpoint: Path, every: int | None, ckpt: Checkpoint, examples: Source, resume: bool
 ) -> Recorder | None:
     """The recorder of a run, or None when no diagnostics are wanted.
 
@@ -236,4 +235,4 @@ def open_recorder(
         return None
     recording = recording or Recording(every=every, run=run)
     recording.every = every
-    return Recorder(path, recording, x, y, ckpt.train_config)
+    return Recorder(path, recording, examples, ckpt.train_config)

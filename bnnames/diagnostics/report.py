@@ -52,8 +52,8 @@ def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
     """One training-mode batch through the checkpoint's model, drawn as a recorded probe would be."""
     target = resolve_device(device)
     dataset = dataset_for(ckpt, data)
-    x, y = (t.to(target) for t in dataset.examples("train"))
-    return probe_at(ckpt.model.to(target), x, y, ckpt.step, ckpt.train_config)
+    train = dataset.stream("train").to(target)
+    return probe_at(ckpt.model.to(target), train, ckpt.step, ckpt.train_config)
 
 
 def _matching_recording(path: Path, step: int, run: dict, notes: list[str]) -> Recording | None:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.config import TrainConfig
+from bnnames.examples import Source, as_examples
 from bnnames.model import NamesModel
 from bnnames.training.divergence import check_loss
 
@@ -22,8 +23,8 @@ Reporter = Callable[[int, float, float], None]
 
 def train_steps(
     model: NamesModel,
-    x: torch.Tensor,  # (N, block_size) training contexts, on the model's device
-    y: torch.Tensor,  # (N,) next-character targets
+    x: torch.Tensor | Source,  # (N, block_size) training contexts on the model's device, or a stream
+    y: torch.Tensor | None,  # (N,) next-character targets; None with a stream
     config: TrainConfig,
     generator: torch.Generator,  # CPU generator: draws each mini-batch, its state is resumable
     start: int,
@@ -40,14 +41,16 @@ def train_steps(
     Weight decay is decoupled (SGDW): `p -= lr * weight_decay * p` before the gradient step,
     on `model.decayed_parameters()` only; at 0 nothing of it runs.
     """
+    examples = as_examples(x, y)
     model.train()
     params = list(model.parameters())
     decayed = model.decayed_parameters() if config.weight_decay else []
     step = start
     while step < stop and not should_stop():
-        ix = torch.randint(0, x.shape[0], (config.batch_size,), generator=generator).to(x.device)
-        logits = model(x[ix], generator)  # (B, vocab); the generator draws the dropout masks
-        loss = F.cross_entropy(logits, y[ix])
+        ix = torch.randint(0, len(examples), (config.batch_size,), generator=generator).to(examples.device)
+        xb, yb = examples.gather(ix)  # (B, block_size), (B,): the rows x[ix], y[ix]
+        logits = model(xb, generator)  # (B, vocab); the generator draws the dropout masks
+        loss = F.cross_entropy(logits, yb)
         for p in params:
             p.grad = None
         loss.backward()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
+from bnnames.examples import Source, as_examples
 from bnnames.model import draw_keep
 
 BLOCK_STEPS = 4096  # steps drawn per randint: 4096 x 32 indices = 1 MB, and one gather per block
@@ -27,22 +28,23 @@ Batch = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]  # ctx (S, B, T), 
 
 
 class BatchDraws:
-    """Contexts, targets and dropout masks of steps start, start+1, ... for `x` (N, T), `y` (N,).
+    """Contexts, targets and dropout masks of steps start, start+1, ... for `x` (N, T), `y` (N,)
+    (or a stream), in order.
 
     `dropouts` holds (p, width) of each dropout layer, input side first (empty: no masks).
     """
 
     def __init__(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | Source,
+        y: torch.Tensor | None,
         batch_size: int,
         generator: torch.Generator,
         start: int,
         block_steps: int = BLOCK_STEPS,
         dropouts: Sequence[tuple[float, int]] = (),
     ) -> None:
-        self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
+        self.examples, self.batch_size, self.generator = as_examples(x, y), batch_size, generator
         self.dropouts = tuple(dropouts)
         self.block_steps = min(block_steps, MASK_BLOCK_STEPS) if self.dropouts else block_steps
         self._reset(start)
@@ -68,14 +70,14 @@ class BatchDraws:
         self.block_end = (self.block_start // self.block_steps + 1) * self.block_steps  # aligned ends
         steps = self.block_end - self.block_start
         ix, keeps = self._draw(steps)
-        ix = ix.to(self.x.device)
-        self.ctx = self.x[ix].reshape(steps, self.batch_size, -1)
-        self.target = self.y[ix].reshape(steps, self.batch_size)
-        self.keeps = [keep.to(self.x.device) for keep in keeps]
+        ctx, target = self.examples.gather(ix.to(self.examples.device))  # (steps * B, T), (steps * B,)
+        self.ctx = ctx.reshape(steps, self.batch_size, -1)
+        self.target = target.reshape(steps, self.batch_size)
+        self.keeps = [keep.to(self.examples.device) for keep in keeps]
 
     def _draw(self, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The draws of `steps` steps: indices (steps * B,) and one (steps, B, W) mask per dropout layer."""
-        n, m = self.x.shape[0], self.batch_size
+        n, m = len(self.examples), self.batch_size
         if not self.dropouts:
             return torch.randint(0, n, (steps * m,), generator=self.generator), []
         ix, keeps = [], []
@@ -92,8 +94,10 @@ class BatchDraws:
     def _reset(self, step: int) -> None:
         self.block_start = self.block_end = step  # steps [block_start, block_end) are drawn
         self.block_state = self.generator.get_state()  # the state before the block's draw
-        self.ctx = self.x[:0].reshape(0, self.batch_size, self.x.shape[1])  # (steps, B, T) of the block
-        self.target = self.y[:0].reshape(0, self.batch_size)  # (steps, B)
+        self.ctx = torch.zeros(
+            (0, self.batch_size, self.examples.block_size), dtype=torch.long, device=self.examples.device
+        )
+        self.target = torch.zeros((0, self.batch_size), dtype=torch.long, device=self.examples.device)
         self.keeps = [torch.zeros(0, self.batch_size, width, dtype=torch.bool) for _, width in self.dropouts]
 
     def sync(self, step: int) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from bnnames.config import TrainConfig
+from bnnames.examples import Source
 from bnnames.model import NamesModel
 from bnnames.training.fast.batches import BatchDraws
 from bnnames.training.fast.plan import Plan, state_of
@@ -76,8 +77,8 @@ class FastTrainer:
 
     def __call__(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | Source,
+        y: torch.Tensor | None,
         generator: torch.Generator,
         start: int,
         stop: int,
