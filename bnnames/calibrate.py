@@ -23,7 +23,7 @@ from bnnames.evaluate import CHUNK, split_loss
 from bnnames.inference import Folded, distinct_contexts
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
+from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.files import check_writable_folder
 
 
@@ -108,13 +108,17 @@ class CalibrationReport:
 
 
 @num_threads(THREADS)
-def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str) -> CalibrationReport:
-    """Calibrate a checkpoint's BatchNorm layers and rewrite it atomically in place."""
+def calibrate_checkpoint(
+    path: Path, method: str, data: Path | None, device: str, weights: str | None = None
+) -> CalibrationReport:
+    """Calibrate the BatchNorm layers of a checkpoint's best (or `weights`) weights and rewrite it
+    atomically in place; the other set of weights is kept as it is."""
     check_choice("method", method, Method)
     ckpt = load_checkpoint(path)
     check_writable_folder(path, "checkpoint", "-c")  # it is rewritten in place: fail before the work
     target = resolve_device(device)
-    model = ckpt.model.to(target)
+    model, chosen = choose_weights(ckpt, weights)
+    model = model.to(target)
     if not model.batch_norms():
         raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
     dataset = dataset_for(ckpt, data)
@@ -125,6 +129,7 @@ def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str
     for kind in ("running", "calibrated"):
         model.use_stats(kind)
         losses[kind] = {split: split_loss(model, *examples[split]) for split in examples}
-    calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256}
-    save_checkpoint(path, dataclasses.replace(ckpt, model=model, calibration=calibration))
+    calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256, "weights": chosen}
+    replaced = {"best_model": model} if chosen == "best" else {"model": model}
+    save_checkpoint(path, dataclasses.replace(ckpt, calibration=calibration, **replaced))
     return CalibrationReport(method, len(model.batch_norms()), used, losses, data_note(ckpt, dataset))

@@ -1,0 +1,105 @@
+"""The validation curve of a training run, and the plateau schedule it drives.
+
+Every --eval-every steps a run measures its loss on the whole val split (and on the whole
+train split, the same way: eval mode, running statistics, so the two are comparable). With
+--schedule plateau the curve decides the learning rate: when `patience` evaluations in a row
+bring no new best val loss, the lr decays once (x decay); after the decay, the next such
+plateau ends the run. --steps is only the ceiling. The curve travels in the checkpoint, so a
+resumed run takes the same decisions at the same steps as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bnnames.config import TrainConfig
+from bnnames.errors import CheckpointError
+
+Decision = Literal["go on", "decay", "stop"]
+
+
+@dataclass(frozen=True)
+class Point:
+    step: int  # optimisation steps done
+    val: float  # mean loss over the whole val split, nats per character
+    train: float  # the same over the whole train split
+    lr: float  # the learning rate of the last step before it
+
+
+@dataclass(frozen=True)
+class Curve:
+    points: tuple[Point, ...] = ()
+    decayed_at: int | None = None  # plateau schedule: first step run at lr * decay
+    stopped: bool = False  # plateau schedule: the run ended at its second plateau
+
+    @property
+    def best(self) -> Point | None:
+        """The evaluation with the lowest val loss (the earliest of equals)."""
+        return min(self.points, key=lambda p: p.val) if self.points else None
+
+    def up_to(self, step: int) -> Curve:
+        """The curve as it was after `step` steps."""
+        decayed = self.decayed_at if self.decayed_at is not None and self.decayed_at <= step else None
+        return Curve(tuple(p for p in self.points if p.step <= step), decayed, self.stopped)
+
+
+def trainer_config(config: TrainConfig, curve: Curve) -> TrainConfig:
+    """The config whose `lr_at` is this run's learning rate: the plateau decay as a decay step."""
+    if config.schedule == "fixed":
+        return config
+    decay_at = curve.decayed_at if curve.decayed_at is not None else config.steps  # no decay yet
+    return dataclasses.replace(config, decay_at=decay_at)
+
+
+def decide(curve: Curve, config: TrainConfig) -> Decision:
+    """After an evaluation: go on, decay the lr now, or stop (a plateau after the decay)."""
+    best = curve.best
+    if config.schedule == "fixed" or best is None or curve.stopped:
+        return "go on"
+    since = max(best.step, curve.decayed_at or 0)  # a decay starts a new wait for improvement
+    waited = sum(1 for p in curve.points if p.step > since)
+    if waited < config.patience:
+        return "go on"
+    return "decay" if curve.decayed_at is None else "stop"
+
+
+def after(curve: Curve, decision: Decision, step: int) -> Curve:
+    """The curve with `decision`, taken after `step` steps, applied."""
+    if decision == "decay":
+        return dataclasses.replace(curve, decayed_at=step)
+    if decision == "stop":
+        return dataclasses.replace(curve, stopped=True)
+    return curve
+
+
+def curve_to_json(curve: Curve) -> dict[str, Any]:
+    points = [[p.step, p.val, p.train, p.lr] for p in curve.points]
+    return {"points": points, "decayed_at": curve.decayed_at, "stopped": curve.stopped}
+
+
+def curve_from_json(data: Any, step: int) -> Curve:
+    """Rebuild a stored curve, refusing anything that a run could not have written."""
+    if not isinstance(data, dict) or set(data) != {"points", "decayed_at", "stopped"}:
+        raise CheckpointError("curve must be an object with points, decayed_at and stopped")
+    rows, decayed_at, stopped = data["points"], data["decayed_at"], data["stopped"]
+    if not isinstance(rows, list) or not all(_is_point(row) for row in rows):
+        raise CheckpointError("curve points must be [step, val, train, lr] with finite losses")
+    points = tuple(Point(row[0], float(row[1]), float(row[2]), float(row[3])) for row in rows)
+    steps = [p.step for p in points]
+    if steps != sorted(set(steps)) or any(not 0 <= s <= step for s in steps):
+        raise CheckpointError(f"curve steps must increase and lie within 0..{step}")
+    if decayed_at is not None and (type(decayed_at) is not int or not 0 <= decayed_at <= step):
+        raise CheckpointError(f"curve decayed_at must be null or a step within 0..{step}")
+    if type(stopped) is not bool:
+        raise CheckpointError("curve stopped must be true or false")
+    return Curve(points, decayed_at, stopped)
+
+
+def _is_point(row: Any) -> bool:
+    if not isinstance(row, list) or len(row) != 4 or type(row[0]) is not int:
+        return False
+    numbers = all(type(v) in (float, int) and math.isfinite(v) for v in row[1:])
+    return numbers and row[1] >= 0 and row[2] >= 0 and row[3] >= 0
