@@ -112,12 +112,14 @@ class TrainConfig:
         "plateau",
         "plateau: decay the lr when val stops improving, stop at the next plateau; fixed: decay at --decay-at.",
     )
-    decay_at: int = knob(100_000, "Step from which the learning rate is lr * decay (sets --schedule fixed unless given).")
+    decay_at: int = knob(
+        100_000, "Step from which the learning rate is lr * decay (sets --schedule fixed unless given)."
+    )
     decay: float = knob(0.1, "Learning-rate decay factor.")
     # evaluations are cheap (each distinct context once, BatchNorm folded): 0 picks one pass over
     # the training split, clamped to EVAL_EVERY_RANGE, when the run starts, and stores it
     eval_every: int = knob(0, "Measure the val loss every N steps (0: one pass over the training split, 100-1000).")
-    patience: int = knob(10, "Evaluations without a new best val loss that make a plateau (--schedule plateau).")
+    patience: int = knob(20, "Evaluations without a new best val loss that make a plateau (--schedule plateau).")
     seed: int = knob(2147483647, "Seed of the one generator that draws the init, then every mini-batch.")
     split_seed: int = knob(42, "Seed of the shuffle that makes the 80/10/10 train/val/test split.")
     # compiled or eager: the hand-derived step; reference: autograd (see bnnames.training.engines)

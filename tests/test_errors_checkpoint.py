@@ -143,6 +143,27 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
         "holds negative values in layers.3.running_var",
     ),
     "invalid generator state": (overwrite_tensor("train.generator_state", bytes(5056)), "invalid random generator"),
+    # format 2: the curve and the best weights, checked as strictly as the rest, before any tensor is read
+    "curve missing": (edit_meta("curve", lambda v: None), "invalid metadata: missing fields: curve"),
+    "curve not JSON": (edit_meta("curve", lambda v: v[:-1]), "not valid JSON"),
+    "curve point past the step": (
+        edit_json_meta("curve", lambda c: {**c, "points": [*c["points"], [10**6, 2.0, 2.0, 0.1]]}),
+        "curve steps must increase and lie within 0..200",
+    ),
+    "curve loss not finite": (
+        edit_json_meta("curve", lambda c: {**c, "points": [[100, math.nan, 2.0, 0.1]]}),
+        "curve points must be [step, val, train, lr] with finite losses",
+    ),
+    "curve decay not a step": (edit_json_meta("curve", lambda c: {**c, "decayed_at": "50"}), "decayed_at must be"),
+    "best weights of the wrong shape": (
+        edit_entry("best.layers.2.weight", lambda e: e.update(shape=[9, 9])),
+        "best.layers.2.weight should be F32 [9, 8]",
+    ),
+    "best weights missing": (without_entry("best.layers.2.weight"), "does not hold the tensors its config implies"),
+    "best weights without a curve": (
+        edit_json_meta("curve", lambda c: {**c, "points": []}),
+        "does not hold the tensors its config implies",
+    ),
 }
 
 
