@@ -23,7 +23,7 @@ from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.model import BatchNorm, build_model, create_model
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.schedule import Curve, Point, after, decide, trainer_config
+from bnnames.schedule import Curve, Point, trainer_config
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.files import check_writable_folder
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
@@ -116,54 +116,51 @@ def _train(
     save, so the file on disk is always the last good one (or untouched).
     """
     model = ckpt.model.to(device)
-    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device)  # stored: resume keeps it
     x, y = (t.to(device) for t in dataset.examples("train"))
+    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device, x.shape[0])  # stored
     every = ckpt.train_config.eval_interval(x.shape[0])  # stored: resume evaluates at the same steps
     config = dataclasses.replace(ckpt.train_config, engine=engine, eval_every=every)
     ckpt = dataclasses.replace(ckpt, train_config=config)
     generator = torch.Generator().set_state(ckpt.generator_state)
     trainer = make_trainer(model, trainer_config(config, ckpt.curve), device, progress.note)
     val = tuple(t.to(device) for t in dataset.examples("val"))
-    validator = Validator(every, (x, y), val, ckpt.curve, ckpt.best_model)
+    validator = Validator(every, val, ckpt.curve, ckpt.best_model)
     saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
     ceiling = loss_ceiling(dataset.vocab.size)
     progress = _with_tensorboard(progress, request.tensorboard)
 
     def on_report(step: int, loss: float, lr: float) -> None:
         check_loss(loss, ceiling, step, lr)
+        validator.reported(step, loss)
         progress.update(step, loss, lr)
 
     recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, x, y, request.resume)
     progress.start(ckpt.step, config.steps)
     step = first = ckpt.step
     if recorder is not None:
-        recorder.record(model, step)  # the state at the start: at init for a fresh run
+        recorder.record(model, step, trainer_config(config, ckpt.curve).lr_at(step))  # at init for a fresh run
     while True:
         try:
             if step < config.steps:
-                stops = [_segment_end(step, config.steps, request.save_every), validator.next_stop(step)]
+                stops = [_segment_end(step, config.steps, request.save_every), _next_multiple(step, every)]
                 stops += [recorder.next_stop(step)] if recorder is not None else []
                 stops += [_next_multiple(step, request.sample_every)] if request.sample_every else []
                 step = trainer(x, y, generator, step, min(stops), on_report, should_stop=should_stop)
             check_finite(model, step)
         except TrainingDiverged as err:
             raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
-        decision = "go on"
         if step > first and (validator.due(step) or step == config.steps):  # between segments: every engine
-            point = validator.evaluate(model, step, trainer_config(config, validator.curve).lr_at(step - 1))
-            progress.evaluated(point, validator.curve.best)
-            decision = decide(validator.curve, config)
-            if decision == "decay":
-                trainer = make_trainer(model, trainer_config(config, after(validator.curve, decision, step)), device)
+            if validator.evaluate(model, step, config) == "decay":
+                trainer = make_trainer(model, trainer_config(config, validator.curve), device)  # (no recompile)
+            progress.evaluated(validator.curve.points[-1], validator.curve.best)
         if request.sample_every and step % request.sample_every == 0 and step > first:
             progress.samples(step, preview(model, dataset, step, device))
-        curve = after(validator.curve, decision, step)
-        validator.curve = curve
+        curve = validator.curve
         ckpt = dataclasses.replace(
             ckpt, model=model, step=step, generator_state=generator.get_state(), curve=curve, best_model=validator.best
         )
         if recorder is not None:
-            recorder.record(model, step)
+            recorder.record(model, step, trainer_config(config, curve).lr_at(step))  # the plateau's lr too
         stopping = should_stop()  # read once: a signal may arrive at any moment
         if stopping and step == first:  # no step done by this invocation: nothing new to save
             status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)

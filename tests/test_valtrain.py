@@ -134,13 +134,17 @@ def test_train_says_the_best_and_the_last_val(names, tmp_path, monkeypatch):
     assert ckpt.train_config.eval_every == 100  # auto: 480 names are about 100 batches of 32
 
 
+NEW_KNOBS = ("schedule", "eval_every", "patience")  # TrainConfig fields that version 1 files do not have
+
+
 def version_1(source: Path, target: Path) -> None:
     """The file today's main writes: no `curve` metadata, no best weights, format_version 1."""
     with safe_open(str(source), framework="pt") as handle:
         meta = dict(handle.metadata())
         tensors = {k: handle.get_tensor(k) for k in handle.keys() if not k.startswith(BEST_PREFIX)}
     del meta["curve"]
-    save_file(tensors, str(target), {**meta, "format_version": "1"})
+    train_config = {k: v for k, v in json.loads(meta["train_config"]).items() if k not in NEW_KNOBS}
+    save_file(tensors, str(target), {**meta, "format_version": "1", "train_config": json.dumps(train_config)})
 
 
 def test_version_1_checkpoints_still_load_and_use_their_last_weights(names, tmp_path):
@@ -149,13 +153,17 @@ def test_version_1_checkpoints_still_load_and_use_their_last_weights(names, tmp_
     version_1(tmp_path / "v2.safetensors", path)
     old, new = load_checkpoint(path), load_checkpoint(tmp_path / "v2.safetensors")
     assert old.best_model is None and old.curve.points == ()
-    assert_same_run(old, new)
+    assert old.train_config.schedule == "fixed"  # what every version 1 run used
+    assert_same_run(old, dataclasses.replace(new, train_config=old.train_config))
     default = json.loads(cli("eval", "-c", path, "--json").stdout)
     assert default["loss"] == new.curve.points[-1].val  # the last weights
     fail_with("eval", "-c", path, "--weights", "best", fragments=("keeps no best weights", "--weights last"))
     cli("sample", "-c", path, "-n", "3")
     cli("calibrate", "-c", path)
     assert load_checkpoint(path).model.has_calibration()
+    cli("train", "--resume", "-c", path, "--steps", "500")  # continues with its fixed schedule, now evaluating
+    resumed = load_checkpoint(path)
+    assert resumed.step == 500 and resumed.curve.points[-1].step == 500 and resumed.best_model is not None
 
 
 def test_calibrate_calibrates_the_chosen_weights_only(names, tmp_path):

@@ -50,13 +50,17 @@ def _write_all(report: DiagnoseReport, out: Path) -> list[Path]:
 
 
 def _loss_curve(report: DiagnoseReport) -> Figure:
-    """Train and val loss at every evaluation (whole splits, eval mode), the best step, the lr decay."""
+    """Val loss at every evaluation (whole split, eval mode) and the smoothed mini-batch training loss,
+    the best step, the lr decay."""
     points, best = report.curve.points, report.curve.best
     assert best is not None
     fig = Figure(figsize=(10, 4), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     steps = [p.step for p in points]
-    ax.plot(steps, [p.train for p in points], label="train (whole split, eval mode)", linewidth=1.2)
+    trained = [p for p in points if p.train is not None]
+    ax.plot(
+        [p.step for p in trained], [p.train for p in trained], label="train (mini-batches, smoothed)", linewidth=1.2
+    )
     ax.plot(steps, [p.val for p in points], label="val", linewidth=1.2)
     ax.axvline(best.step, color="green", linestyle="--", linewidth=1, label=f"best val {best.val:.4f} @ {best.step:,}")
     if report.decay_at is not None:
@@ -64,7 +68,7 @@ def _loss_curve(report: DiagnoseReport) -> Figure:
         ax.axvline(report.decay_at, color="gray", linestyle=":", linewidth=1, label=f"lr {max(lr):g} -> {min(lr):g}")
     if report.curve.stopped:
         ax.axvline(steps[-1], color="black", linestyle=":", linewidth=1, label=f"stopped at a plateau @ {steps[-1]:,}")
-    low = min(min(p.train, p.val) for p in points)
+    low = min(p.val for p in points) if not trained else min(min(p.train for p in trained), min(p.val for p in points))
     ax.set_ylim(low - 0.05, max(p.val for p in points[len(points) // 10 :]) + 0.1)  # skip the first drop
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per character)")

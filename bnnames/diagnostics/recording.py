@@ -202,14 +202,15 @@ class Recorder:
     def next_stop(self, step: int) -> int:
         return (step // self.recording.every + 1) * self.recording.every
 
-    def record(self, model: NamesModel, step: int) -> None:
-        """Probe now if `step` is due (a multiple of `every`, or the run's end) and not yet recorded."""
+    def record(self, model: NamesModel, step: int, lr: float) -> None:
+        """Probe now if `step` is due (a multiple of `every`, or the run's end) and not yet recorded;
+        `lr` is the learning rate of the next step (the update:data ratio's)."""
         due = step % self.recording.every == 0 or step == self.config.steps
         if not due or (self.recording.steps and self.recording.steps[-1] >= step):
             return
         generator = torch.Generator().manual_seed(PROBE_SEED + step)
         ix = torch.randint(0, self.x.shape[0], (self.config.batch_size,), generator=generator).to(self.x.device)
-        self.recording.add(probe(model, self.x[ix], self.y[ix], step, self.config.lr_at(step)))
+        self.recording.add(probe(model, self.x[ix], self.y[ix], step, lr))
 
     def save(self) -> None:
         save_recording(self.path, self.recording)

@@ -188,7 +188,10 @@ def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
         raise CheckpointError(f"missing fields: {', '.join(missing)}")
     try:
         model_config = from_json_dict(ModelConfig, json.loads(meta["model_config"]))
-        train_config = from_json_dict(TrainConfig, json.loads(meta["train_config"]))
+        train_json = json.loads(meta["train_config"])
+        if version_1 and isinstance(train_json, dict):
+            train_json = {**train_json, "schedule": "fixed"}  # version 1 runs all decayed at --decay-at
+        train_config = from_json_dict(TrainConfig, train_json)
         chars = json.loads(meta["vocab"])
         losses = json.loads(meta["losses"])
         calibration = json.loads(meta["calibration"])
