@@ -6,7 +6,8 @@ For each list (benchmarks/data/*.txt, and random subsets of the standard file ma
 temporary folder, never kept), trains once with the defaults (the plateau schedule; `eval` then
 uses the best weights) and once per fixed step count S of the sweep (`--steps S --decay-at S/2`,
 the fixed schedule; `eval --weights last`), each a separate `bnnames train` process timed by wall
-clock. Prints a Markdown table: the default's val loss, steps and time beside the sweep's best.
+clock. Prints a Markdown table: the default's val and test losses, steps and time beside the
+sweep's best (by val) and its test loss. Both picks are made on val, so test is the fair check.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ SWEEP = (1_000, 3_000, 6_000, 12_000, 24_000, 48_000)
 BNNAMES = [sys.executable, "-m", "bnnames"]
 
 
-def val_loss(checkpoint: Path, weights: str) -> float:
+def losses(checkpoint: Path, weights: str) -> dict[str, float]:
+    """{"val": .., "test": ..}: the val loss picks (the best weights, the best S), test checks the pick."""
     out = subprocess.run(
-        [*BNNAMES, "eval", "-c", str(checkpoint), "--weights", weights, "--json"],
+        [*BNNAMES, "eval", "-c", str(checkpoint), "--weights", weights, "--split", "all", "--json"],
         capture_output=True,
         text=True,
         check=True,
         env=subprocess_env(),
     ).stdout
-    return json.loads(out)["loss"]
+    return {row["split"]: row["loss"] for row in json.loads(out) if row["split"] != "train"}
 
 
 def train(names: Path, checkpoint: Path, *options: str) -> tuple[float, int]:
@@ -50,13 +52,14 @@ def train(names: Path, checkpoint: Path, *options: str) -> tuple[float, int]:
 def measure(names: Path, folder: Path) -> dict:
     row: dict = {"list": names.stem, "names": len(names.read_text(encoding="utf-8").split("\n")) - 1}
     wall, steps = train(names, folder / "default.safetensors")
-    row.update(default_val=val_loss(folder / "default.safetensors", "best"), default_steps=steps, default_s=wall)
+    default = losses(folder / "default.safetensors", "best")
+    row.update(default_val=default["val"], default_test=default["test"], default_steps=steps, default_s=wall)
     row["sweep"] = {}
     for s in SWEEP:
         wall, _ = train(names, folder / f"s{s}.safetensors", "--steps", str(s), "--decay-at", str(s // 2))
-        row["sweep"][s] = {"val": val_loss(folder / f"s{s}.safetensors", "last"), "s": wall}
+        row["sweep"][s] = {**losses(folder / f"s{s}.safetensors", "last"), "s": wall}
     best = min(row["sweep"], key=lambda s: row["sweep"][s]["val"])
-    row.update(sweep_best=row["sweep"][best]["val"], sweep_best_steps=best)
+    row.update(sweep_best=row["sweep"][best]["val"], sweep_best_test=row["sweep"][best]["test"], sweep_best_steps=best)
     return row
 
 
@@ -86,13 +89,14 @@ def main() -> None:
             rows.append(measure(names, folder))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    print("| list | names | default: val (best weights) | steps | wall s | sweep best val | at S | gap |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| list | names | default val | default test | steps | wall s | sweep best val | its test | at S | val gap |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         gap = r["default_val"] - r["sweep_best"]
         print(
-            f"| {r['list']} | {r['names']:,} | {r['default_val']:.4f} | {r['default_steps']:,} | "
-            f"{r['default_s']:.1f} | {r['sweep_best']:.4f} | {r['sweep_best_steps']:,} | {gap:+.4f} |"
+            f"| {r['list']} | {r['names']:,} | {r['default_val']:.4f} | {r['default_test']:.4f} | "
+            f"{r['default_steps']:,} | {r['default_s']:.1f} | {r['sweep_best']:.4f} | {r['sweep_best_test']:.4f} | "
+            f"{r['sweep_best_steps']:,} | {gap:+.4f} |"
         )
     print(f"\n(all runs: {time.perf_counter() - started:.0f} s)")
 

@@ -4,9 +4,10 @@ Every --eval-every steps a run measures its loss on the whole val split (eval mo
 statistics) and notes its smoothed mini-batch training loss beside it (measuring the whole train
 split too would cost 3x the evaluation: 102 ms against 33 ms on the standard file). With
 --schedule plateau the curve decides the learning rate: when `patience` evaluations in a row
-bring no new best val loss, the lr decays once (x decay); after the decay, the next such
-plateau ends the run. --steps is only the ceiling. The curve travels in the checkpoint, so a
-resumed run takes the same decisions at the same steps as one that never stopped.
+bring no new best val loss, the run goes back to its best weights and goes on at lr x decay;
+after the decay, the next such plateau ends the run. --steps is only the ceiling. The curve
+travels in the checkpoint, so a resumed run takes the same decisions at the same steps as one
+that never stopped.
 """
 
 from __future__ import annotations

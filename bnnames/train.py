@@ -150,7 +150,8 @@ def _train(
         except TrainingDiverged as err:
             raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
         if step > first and (validator.due(step) or step == config.steps):  # between segments: every engine
-            if validator.evaluate(model, step, config) == "decay":
+            if validator.evaluate(model, step, config) == "decay":  # from the best weights, at lr * decay
+                model.load_state_dict(validator.best.state_dict())  # in place: the trainers keep their tensors
                 trainer = make_trainer(model, trainer_config(config, validator.curve), device)  # (no recompile)
             progress.evaluated(validator.curve.points[-1], validator.curve.best)
         if request.sample_every and step % request.sample_every == 0 and step > first:

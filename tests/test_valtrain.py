@@ -97,6 +97,15 @@ def test_the_plateau_schedule_decays_once_then_stops(names, tmp_path):
     assert again.status == "already complete" and again.step == result.step
 
 
+def test_the_decay_restarts_from_the_best_weights(names, tmp_path):
+    """At the plateau the run goes back to its best weights (and BatchNorm buffers) and goes on at lr * decay."""
+    decayed_at = train(tmp_path / "whole.safetensors", names, **PLATEAU).curve.decayed_at
+    ckpt = load_checkpoint(train(tmp_path / "c.safetensors", names, stop_at=decayed_at, **PLATEAU).checkpoint)
+    assert ckpt.step == ckpt.curve.decayed_at == decayed_at and ckpt.curve.best.step < decayed_at
+    best, last = ckpt.best_model.state_dict(), ckpt.model.state_dict()
+    assert best.keys() == last.keys() and all(torch.equal(best[k], last[k]) for k in best)
+
+
 @pytest.mark.parametrize("where", ["before the decay", "after the decay"])
 def test_interrupted_and_resumed_equals_one_run_with_evaluation_and_samples(names, tmp_path, where):
     whole = train(tmp_path / "whole.safetensors", names, sample_every=70, **PLATEAU)

@@ -12,6 +12,7 @@ from bnnames.cli.common import stderr
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
     from bnnames.schedule import Point
 
+EVALUATIONS_PER_LINE = 10  # plain lines: also every 10th evaluation (a plateau run may end long before 10% of --steps)
 MARKS = {"train": "[dim]train[/]", "val/test": "[cyan]val/test[/]", "new": "[green]new[/]"}
 
 
@@ -33,6 +34,8 @@ class TrainProgress:
         self.task = self.bar.add_task("train", total=None, loss="-", val="-", lr="-", rate="-", start=False)
         self.log_every: int | None = None  # steps between plain log lines (redirected stderr)
         self.next_log = 0
+        self.logged = -1  # the step of the last plain line
+        self.evaluations = 0
 
     def __enter__(self) -> TrainProgress:
         return self  # the bar appears at start(): an error before training is one line, no empty bar
@@ -55,13 +58,25 @@ class TrainProgress:
         rate = f"{speed:,.0f}" if speed else "-"
         self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:g}", rate=rate)
         if self.log_every is not None and step >= self.next_log:
-            total = self.bar.tasks[self.task].total
-            val = self.bar.tasks[self.task].fields["val"]
-            self.bar.console.print(f"step {step:,}/{total:,.0f}  loss {loss:.4f}  val {val}  lr {lr:g}  {rate} steps/s")
+            self._line(step)
             self.next_log = (step // self.log_every + 1) * self.log_every
 
     def evaluated(self, point: Point, best: Point) -> None:
         self.bar.update(self.task, val=f"{point.val:.4f} (best {best.val:.4f} @ {best.step:,})")
+        self.evaluations += 1
+        if self.log_every is not None and self.evaluations % EVALUATIONS_PER_LINE == 0:
+            self._line(point.step)
+
+    def _line(self, step: int) -> None:
+        """One plain progress line (stderr is not a terminal), at most one per step."""
+        if step == self.logged:
+            return
+        task = self.bar.tasks[self.task]
+        f = task.fields
+        self.bar.console.print(
+            f"step {step:,}/{task.total:,.0f}  loss {f['loss']}  val {f['val']}  lr {f['lr']}  {f['rate']} steps/s"
+        )
+        self.logged = step
 
     def samples(self, step: int, names: list[tuple[str, str]]) -> None:
         shown = ", ".join(f"{escape(name)} {MARKS[mark]}" for name, mark in names)
