@@ -65,7 +65,11 @@ def _loss_curve(report: DiagnoseReport) -> Figure:
     ax.axvline(best.step, color="green", linestyle="--", linewidth=1, label=f"best val {best.val:.4f} @ {best.step:,}")
     if report.decay_at is not None:
         lr = [p.lr for p in points]
-        ax.axvline(report.decay_at, color="gray", linestyle=":", linewidth=1, label=f"lr {max(lr):g} -> {min(lr):g}")
+        label = f"lr {max(lr):g} -> {min(lr):g}"
+        if report.curve.decayed_at is not None:  # the plateau schedule goes back to the best weights first
+            restart = report.curve.up_to(report.curve.decayed_at).best
+            label += f", from the weights of step {restart.step:,}" if restart is not None else ""
+        ax.axvline(report.decay_at, color="gray", linestyle=":", linewidth=1, label=label)
     if report.curve.stopped:
         ax.axvline(steps[-1], color="black", linestyle=":", linewidth=1, label=f"stopped at a plateau @ {steps[-1]:,}")
     low = min(p.val for p in points) if not trained else min(min(p.train for p in trained), min(p.val for p in points))
