@@ -30,6 +30,7 @@ Weights = Literal["best", "last"]  # which weights of a checkpoint a verb uses (
 TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
 COMPILE_MIN_STEPS = 50_000  # "auto" compiles the step only for runs this long: ~3-30 s repaid at ~0.1 ms/step
 SAVE_EVERY = 10_000  # steps between periodic checkpoint saves of a training run
+MAX_STEPS = 10**10  # the most --steps (and --decay-at) can be: a decay there never happens
 EVAL_EVERY_RANGE = (100, 1_000)  # --eval-every 0 (auto): one pass over the training split, within these
 
 
@@ -130,7 +131,7 @@ class TrainConfig:
         check_choice("schedule", self.schedule, Schedule)
         _check_range("eval_every", self.eval_every, 0, 10**10)
         _check_range("patience", self.patience, 1, 10**6)
-        _check_range("steps", self.steps, 1, 10**10)
+        _check_range("steps", self.steps, 1, MAX_STEPS)
         if self.batch_size < 2:
             raise ConfigError(
                 f"--batch-size must be at least 2 (got {self.batch_size}): BatchNorm normalises "
@@ -139,7 +140,7 @@ class TrainConfig:
         _check_range("batch_size", self.batch_size, 2, 1 << 20)
         if not (self.lr > 0 and self.lr < float("inf")):
             raise ConfigError(f"--lr must be a positive number (got {self.lr})")
-        _check_range("decay_at", self.decay_at, 0, 10**10)
+        _check_range("decay_at", self.decay_at, 0, MAX_STEPS)
         _check_range("decay", self.decay, 0.0, 1e6)
         _check_range("seed", self.seed, 0, 2**63 - 1)
         _check_range("split_seed", self.split_seed, 0, 2**63 - 1)

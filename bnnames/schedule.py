@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bnnames.config import TrainConfig
+from bnnames.config import MAX_STEPS, TrainConfig
 from bnnames.errors import CheckpointError
 
 Decision = Literal["go on", "decay", "stop"]
@@ -53,14 +53,16 @@ def trainer_config(config: TrainConfig, curve: Curve) -> TrainConfig:
     """The config whose `lr_at` is this run's learning rate: the plateau decay as a decay step."""
     if config.schedule == "fixed":
         return config
-    decay_at = curve.decayed_at if curve.decayed_at is not None else config.steps  # no decay yet
+    decay_at = curve.decayed_at if curve.decayed_at is not None else MAX_STEPS  # no decay (yet)
     return dataclasses.replace(config, decay_at=decay_at)
 
 
 def decide(curve: Curve, config: TrainConfig) -> Decision:
-    """After an evaluation: go on, decay the lr now, or stop (a plateau after the decay)."""
+    """After an evaluation: go on, decay the lr now, or stop (a plateau after the decay).
+    At --steps the run ends anyway: a later --resume --steps N decides again at its next evaluation."""
     best = curve.best
-    if config.schedule == "fixed" or best is None or curve.stopped:
+    at_the_end = bool(curve.points) and curve.points[-1].step >= config.steps
+    if config.schedule == "fixed" or best is None or curve.stopped or at_the_end:
         return "go on"
     since = max(best.step, curve.decayed_at or 0)  # a decay starts a new wait for improvement
     waited = sum(1 for p in curve.points if p.step > since)
