@@ -95,6 +95,8 @@ def test_the_plateau_schedule_decays_once_then_stops(names, tmp_path):
     assert load_checkpoint(result.checkpoint).complete
     again = train(tmp_path / "c.safetensors", None, steps=30_000)  # a plateau-ended run stays ended
     assert again.status == "already complete" and again.step == result.step
+    said = cli("train", "--resume", "-c", tmp_path / "c.safetensors").stderr
+    assert f"stopped at a val plateau at step {result.step:,}: nothing to do" in said
 
 
 def test_the_decay_restarts_from_the_best_weights(names, tmp_path):

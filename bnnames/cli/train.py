@@ -92,7 +92,12 @@ def train(
     with _stop_on_signals(received), TrainProgress() as progress:
         result = run_training(request, progress, should_stop=lambda: bool(received))
     if result.status == "already complete":
-        note(f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)")
+        if result.curve.stopped:
+            note(f"{checkpoint} stopped at a val plateau at step {result.step:,}: nothing to do")
+        else:
+            note(
+                f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)"
+            )
         return
     if result.status == "not started":
         note("interrupted before the first step: nothing was written")
