@@ -34,7 +34,7 @@ class TrainProgress:
         self.task = self.bar.add_task("train", total=None, loss="-", val="-", lr="-", rate="-", start=False)
         self.log_every: int | None = None  # steps between plain log lines (redirected stderr)
         self.next_log = 0
-        self.logged = -1  # the step of the last plain line
+        self.logged: int | None = None  # the step of the last plain line
         self.evaluations = 0
 
     def __enter__(self) -> TrainProgress:

@@ -34,8 +34,8 @@ class Validator:
 
     def due(self, step: int) -> bool:
         """A multiple of `every` not measured yet (a resumed run starts where one was)."""
-        done = self.curve.points[-1].step if self.curve.points else -1
-        return step % self.every == 0 and step > done
+        measured = bool(self.curve.points) and self.curve.points[-1].step >= step
+        return step % self.every == 0 and not measured
 
     def reported(self, step: int, loss: float) -> None:
         """Smooth the mini-batch losses of the steps every run reports, whatever its segments."""
