@@ -24,7 +24,7 @@ from bnnames.examples import ExampleTensors, Source
 from bnnames.inference import Folded, count_rows
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, save_checkpoint
+from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.lock import checkpoint_lock
 
 
@@ -111,14 +111,18 @@ class CalibrationReport:
 
 
 @num_threads(THREADS)
-def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str) -> CalibrationReport:
-    """Calibrate a checkpoint's BatchNorm layers and rewrite it atomically in place."""
+def calibrate_checkpoint(
+    path: Path, method: str, data: Path | None, device: str, weights: str | None = None
+) -> CalibrationReport:
+    """Calibrate the BatchNorm layers of a checkpoint's best (or `weights`) weights and rewrite it
+    atomically in place; the other set of weights is kept as it is."""
     check_choice("method", method, Method)
     notes: list[str] = []
     with checkpoint_lock(path, notes.append):  # rewritten in place: no other run writes it meanwhile
         ckpt = load_checkpoint(path)
         target = resolve_device(device)
-        model = ckpt.model.to(target)
+        model, chosen = choose_weights(ckpt, weights)
+        model = model.to(target)
         if not model.batch_norms():
             raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
         dataset = dataset_for(ckpt, data)
@@ -129,8 +133,9 @@ def calibrate_checkpoint(path: Path, method: str, data: Path | None, device: str
         for kind in ("running", "calibrated"):
             model.use_stats(kind)
             losses[kind] = {split: split_loss(model, examples[split]) for split in examples}
-        calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256}
-        save_checkpoint(path, dataclasses.replace(ckpt, model=model, calibration=calibration))
+        calibration = {"method": method, "examples": used, "data_sha256": dataset.sha256, "weights": chosen}
+        replaced = {"best_model": model} if chosen == "best" else {"model": model}
+        save_checkpoint(path, dataclasses.replace(ckpt, calibration=calibration, **replaced))
     if note := data_note(ckpt, dataset):
         notes.append(note)
     return CalibrationReport(method, len(model.batch_norms()), used, losses, tuple(notes))

@@ -24,10 +24,14 @@ SplitChoice = Literal["train", "val", "test", "all"]
 Stats = Literal["running", "calibrated"]
 Method = Literal["full", "paper"]  # calibration: the whole training split, or Algorithm 2's averages
 PresetName = Literal["default", "lecture", "deep", "wavenet"]
+Schedule = Literal["plateau", "fixed"]  # see bnnames.schedule
+Weights = Literal["best", "last"]  # which weights of a checkpoint a verb uses (see choose_weights)
 
 TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
 COMPILE_MIN_STEPS = 50_000  # "auto" compiles the step only for runs this long: ~3-30 s repaid at ~0.1 ms/step
 SAVE_EVERY = 10_000  # steps between periodic checkpoint saves of a training run
+MAX_STEPS = 10**10  # the most --steps (and --decay-at) can be: a decay there never happens
+EVAL_EVERY_RANGE = (100, 1_000)  # --eval-every 0 (auto): one pass over the training split, within these
 
 
 def choices(kind: Any) -> tuple[str, ...]:
@@ -104,13 +108,24 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is optimised: plain SGD with one step decay of the learning rate."""
+    """How the model is optimised: plain SGD with one step decay of the learning rate, at a
+    plateau of the validation loss (then the run stops at the next plateau) or at a fixed step."""
 
-    steps: int = knob(200_000, "Total optimisation steps of the run.")
+    steps: int = knob(200_000, "Total optimisation steps of the run (the ceiling with --schedule plateau).")
     batch_size: int = knob(32, "Examples per mini-batch (BatchNorm needs at least 2).")
-    lr: float = knob(0.1, "Learning rate before --decay-at.")
-    decay_at: int = knob(100_000, "Step from which the learning rate is lr * decay.")
+    lr: float = knob(0.1, "Learning rate before the decay.")
+    schedule: Schedule = knob(
+        "plateau",
+        "plateau: decay the lr when val stops improving, stop at the next plateau; fixed: decay at --decay-at.",
+    )
+    decay_at: int = knob(
+        100_000, "Step from which the learning rate is lr * decay (sets --schedule fixed unless given)."
+    )
     decay: float = knob(0.1, "Learning-rate decay factor.")
+    # evaluations are cheap (each distinct context once, BatchNorm folded): 0 picks one pass over
+    # the training split, clamped to EVAL_EVERY_RANGE, when the run starts, and stores it
+    eval_every: int = knob(0, "Measure the val loss every N steps (0: one pass over the training split, 100-1000).")
+    patience: int = knob(20, "Evaluations without a new best val loss that make a plateau (--schedule plateau).")
     seed: int = knob(2147483647, "Seed of the one generator that draws the init, then every mini-batch.")
     # decoupled (SGDW): p -= lr * weight_decay * p on embeddings and Linear weights, never on
     # BatchNorm gains and shifts or biases (see docs/regularisation.md); 0 leaves the step as it was
@@ -121,7 +136,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("engine", self.engine, Engine)
-        _check_range("steps", self.steps, 1, 10**10)
+        check_choice("schedule", self.schedule, Schedule)
+        _check_range("eval_every", self.eval_every, 0, 10**10)
+        _check_range("patience", self.patience, 1, 10**6)
+        _check_range("steps", self.steps, 1, MAX_STEPS)
         if self.batch_size < 2:
             raise ConfigError(
                 f"--batch-size must be at least 2 (got {self.batch_size}): BatchNorm normalises "
@@ -130,7 +148,7 @@ class TrainConfig:
         _check_range("batch_size", self.batch_size, 2, 1 << 20)
         if not (self.lr > 0 and self.lr < float("inf")):
             raise ConfigError(f"--lr must be a positive number (got {self.lr})")
-        _check_range("decay_at", self.decay_at, 0, 10**10)
+        _check_range("decay_at", self.decay_at, 0, MAX_STEPS)
         _check_range("decay", self.decay, 0.0, 1e6)
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         _check_range("seed", self.seed, 0, 2**63 - 1)
@@ -139,6 +157,13 @@ class TrainConfig:
     def lr_at(self, step: int) -> float:
         """Step decay from the reference schedule: lr until `decay_at`, then lr * decay."""
         return self.lr if step < self.decay_at else self.lr * self.decay
+
+    def eval_interval(self, train_examples: int) -> int:
+        """--eval-every, or for 0 about one pass over the training split (a multiple of 100)."""
+        if self.eval_every:
+            return self.eval_every
+        low, high = EVAL_EVERY_RANGE
+        return min(max(int(round(train_examples / self.batch_size, -2)), low), high)
 
 
 @dataclass(frozen=True)
@@ -169,7 +194,7 @@ def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
         return ModelConfig(), TrainConfig()
     if name == "lecture":
         # the notebook's arithmetic exactly: unbiased std, no eps, a running std buffer
-        return ModelConfig(bn_style="lecture"), TrainConfig()
+        return ModelConfig(bn_style="lecture"), TrainConfig(schedule="fixed")
     if name == "deep":
         # makemore part 3's deep MLP: five hidden layers of 100, BatchNorm after every Linear and
         # on the logits, whose gain starts at 0.1
@@ -238,8 +263,11 @@ def resolve_configs(preset_name: str, overrides: dict[str, Any]) -> tuple[ModelC
     model_overrides = {k: v for k, v in overrides.items() if k in model_keys}
     if model_overrides.get("norm") == "none" and "gain" not in model_overrides:
         model_overrides["gain"] = TANH_GAIN  # without BN, tanh layers need their Kaiming gain to train
+    train_overrides = {k: v for k, v in overrides.items() if k in train_keys}
+    if "decay_at" in train_overrides and "schedule" not in train_overrides:
+        train_overrides["schedule"] = "fixed"  # a decay step asks for the fixed schedule
     model = dataclasses.replace(model, **model_overrides)
-    train = dataclasses.replace(train, **{k: v for k, v in overrides.items() if k in train_keys})
+    train = dataclasses.replace(train, **train_overrides)
     return model, train
 
 

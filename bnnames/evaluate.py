@@ -15,7 +15,7 @@ from bnnames.examples import Source, as_examples
 from bnnames.inference import count_rows, distinct_contexts, folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
+from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint
 
 CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
 
@@ -67,16 +67,20 @@ class EvalReport:
 
 
 @num_threads(THREADS)
-def evaluate_checkpoint(path: Path, split: str, stats: str | None, data: Path | None, device: str) -> EvalReport:
-    """Loss on one split or on all three; `stats` None means calibrated when present."""
+def evaluate_checkpoint(
+    path: Path, split: str, stats: str | None, data: Path | None, device: str, weights: str | None = None
+) -> EvalReport:
+    """Loss on one split or on all three; `stats` None means calibrated when present, `weights`
+    None the best ones when kept (see choose_weights)."""
     check_choice("split", split, SplitChoice)
     if stats is not None:
         check_choice("stats", stats, Stats)
     ckpt = load_checkpoint(path)
-    kind = ckpt.model.choose_stats(stats)
+    model, _ = choose_weights(ckpt, weights)
+    kind = model.choose_stats(stats)
     dataset = dataset_for(ckpt, data)
     target = resolve_device(device)
-    model = ckpt.model.to(target)
+    model = model.to(target)
     losses = []
     for name in choices(Split) if split == "all" else (split,):
         examples = dataset.stream(name).to(target)

@@ -15,7 +15,7 @@ from bnnames.errors import CheckpointError, ConfigError
 from bnnames.inference import folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
+from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint
 from bnnames.storage.header import short
 
 TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
@@ -163,8 +163,10 @@ class SampleReport:
 
 
 @num_threads(THREADS)
-def sample_checkpoint(path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str) -> SampleReport:
-    """Names from a checkpoint, with calibrated BatchNorm statistics when it has them."""
+def sample_checkpoint(
+    path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str, weights: str | None = None
+) -> SampleReport:
+    """Names from a checkpoint's best (or `weights`) weights, calibrated statistics when it has them."""
     ckpt = load_checkpoint(path)
     unknown = "".join(sorted(set(config.prefix) - set(ckpt.vocab.chars)))
     if unknown:
@@ -173,7 +175,7 @@ def sample_checkpoint(path: Path, config: SampleConfig, novel: bool, data: Path 
             f"(it knows {short(''.join(ckpt.vocab.chars), 80)})"
         )
     target = resolve_device(device)
-    model = ckpt.model.to(target)
+    model = choose_weights(ckpt, weights)[0].to(target)
     model.choose_stats()
     exclude: frozenset[str] = frozenset()
     note = None

@@ -18,7 +18,7 @@ from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint
+from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -78,16 +78,19 @@ def _where(dataset: Dataset) -> dict[str, str]:
 
 
 @num_threads(THREADS)
-def score_checkpoint(path: Path, names: list[str], stats: str | None, data: Path | None, device: str) -> ScoreReport:
-    """Score `names` with a checkpoint in eval mode (calibrated statistics when present, as eval)."""
+def score_checkpoint(
+    path: Path, names: list[str], stats: str | None, data: Path | None, device: str, weights: str | None = None
+) -> ScoreReport:
+    """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use."""
     if not names:
         raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
     if stats is not None:
         check_choice("stats", stats, Stats)
     ckpt = load_checkpoint(path)
-    kind = ckpt.model.choose_stats(stats)
+    model, _ = choose_weights(ckpt, weights)
+    kind = model.choose_stats(stats)
     dataset = dataset_for(ckpt, data)
-    model = ckpt.model.to(resolve_device(device))
+    model = model.to(resolve_device(device))
     totals = score_names(model, ckpt.vocab, ckpt.model_config.block_size, names)
     where = _where(dataset)
     scores = [

@@ -23,10 +23,12 @@ from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.model import BatchNorm, build_model, create_model
 from bnnames.runtime import THREADS, num_threads, resolve_device, step_work
+from bnnames.schedule import Curve, Point, trainer_config
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.lock import checkpoint_lock
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.training.engines import make_trainer, resolve_engine
+from bnnames.training.validation import Validator, preview
 
 DEFAULT_DATA = Path("data/names.txt")
 MAX_PARAMETERS = 50_000_000  # 200 MB of weights, as much again of gradients: far past any sensible names model
@@ -35,6 +37,8 @@ MAX_PARAMETERS = 50_000_000  # 200 MB of weights, as much again of gradients: fa
 class Progress(Protocol):
     def start(self, done: int, total: int) -> None: ...
     def update(self, step: int, loss: float, lr: float) -> None: ...
+    def evaluated(self, point: Point, best: Point) -> None: ...
+    def samples(self, step: int, names: list[tuple[str, str]]) -> None: ...  # (name, "train"|"val/test"|"new")
     def note(self, message: str) -> None: ...
 
 
@@ -50,6 +54,7 @@ class TrainRequest:
     save_every: int | None = None  # None: only at the end (and when interrupted)
     tensorboard: Path | None = None
     diagnostics_every: int | None = None  # probe every N steps into a sidecar (continued on --resume)
+    sample_every: int | None = None  # show a few names every N steps (their own generator: the run is unchanged)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class TrainResult:
     model_config: ModelConfig
     train_config: TrainConfig
     losses: dict[str, float]  # full-split train/val losses with running statistics, when done
+    curve: Curve  # the evaluations; curve.best is the step whose weights `eval` and `sample` use
 
 
 @num_threads(THREADS)
@@ -69,8 +75,10 @@ def run_training(request: TrainRequest, progress: Progress, should_stop: Callabl
             "--resume and --overwrite contradict each other: --resume continues the checkpoint's run, "
             "--overwrite starts a new run over it; pass one"
         )
-    if request.save_every is not None and request.save_every < 1:
-        raise ConfigError(f"--save-every must be at least 1 (got {request.save_every})")
+    for name in ("save_every", "sample_every"):
+        value = getattr(request, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag(name)} must be at least 1 (got {value})")
     with checkpoint_lock(request.checkpoint, progress.note):  # from the first check to the last write
         return _locked_run(request, progress, should_stop)
 
@@ -81,9 +89,7 @@ def _locked_run(request: TrainRequest, progress: Progress, should_stop: Callable
     if request.resume:
         ckpt = _resume_checkpoint(request, progress)
         if ckpt.complete and ckpt.losses:
-            return TrainResult(
-                "already complete", request.checkpoint, ckpt.step, ckpt.model_config, ckpt.train_config, ckpt.losses
-            )
+            return _result("already complete", request, ckpt)
         dataset = dataset_for(ckpt, request.data)
         if dataset.sha256 != ckpt.data_sha256:
             raise DataError(f"{dataset.path} is not the names file this run was trained on: resume needs the same data")
@@ -107,61 +113,89 @@ def _train(
 ) -> TrainResult:
     """Train in segments of --save-every steps, saving after each; stop (and save) when asked.
 
+    Segments also end at every evaluation (--eval-every), diagnostics probe and sample preview,
+    which all happen between segments, so every engine runs them the same way; the plateau
+    schedule decays the lr or ends the run right after an evaluation.
+
     Never saves a diverged state: the loss is checked at every report, the weights before every
     save, so the file on disk is always the last good one (or untouched).
     """
     model = ckpt.model.to(device)
-    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device)  # stored: resume keeps it
-    ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, engine=engine))
-    config = ckpt.train_config
-    generator = torch.Generator().set_state(ckpt.generator_state)
-    trainer = make_trainer(model, config, device, progress.note)
     train = dataset.stream("train").to(device)  # gathered batch by batch: memory follows the characters
+    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device, len(train))  # stored
+    every = ckpt.train_config.eval_interval(len(train))  # stored: resume evaluates at the same steps
+    config = dataclasses.replace(ckpt.train_config, engine=engine, eval_every=every)
+    ckpt = dataclasses.replace(ckpt, train_config=config)
+    generator = torch.Generator().set_state(ckpt.generator_state)
+    trainer = make_trainer(model, trainer_config(config, ckpt.curve), device, progress.note)
+    val = dataset.stream("val").to(device)
+    validator = Validator(every, val, ckpt.curve, ckpt.best_model)
     saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
     ceiling = loss_ceiling(dataset.vocab.size)
-    report = _reporter(progress, request.tensorboard)
+    progress = _with_tensorboard(progress, request.tensorboard)
 
     def on_report(step: int, loss: float, lr: float) -> None:
         check_loss(loss, ceiling, step, lr)
-        report(step, loss, lr)
+        validator.reported(step, loss)
+        progress.update(step, loss, lr)
 
     recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
     progress.start(ckpt.step, config.steps)
     step = first = ckpt.step
     if recorder is not None:
-        recorder.record(model, step)  # the state at the start: at init for a fresh run
+        recorder.record(model, step, trainer_config(config, ckpt.curve).lr_at(step))  # at init for a fresh run
     while True:
         try:
             if step < config.steps:
-                end = _segment_end(step, config.steps, request.save_every)
-                if recorder is not None:
-                    end = min(end, recorder.next_stop(step))  # probes happen between segments
-                step = trainer(train, None, generator, step, end, on_report, should_stop=should_stop)
+                stops = [_segment_end(step, config.steps, request.save_every), _next_multiple(step, every)]
+                stops += [recorder.next_stop(step)] if recorder is not None else []
+                stops += [_next_multiple(step, request.sample_every)] if request.sample_every else []
+                step = trainer(train, None, generator, step, min(stops), on_report, should_stop=should_stop)
             check_finite(model, step)
         except TrainingDiverged as err:
             raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
-        ckpt = dataclasses.replace(ckpt, model=model, step=step, generator_state=generator.get_state())
+        if step > first and (validator.due(step) or step == config.steps):  # between segments: every engine
+            if validator.evaluate(model, step, config) == "decay":  # from the best weights, at lr * decay
+                model.load_state_dict(validator.best.state_dict())  # in place: the trainers keep their tensors
+                trainer = make_trainer(model, trainer_config(config, validator.curve), device)  # (no recompile)
+            progress.evaluated(validator.curve.points[-1], validator.curve.best)
+        if request.sample_every and step % request.sample_every == 0 and step > first:
+            progress.samples(step, preview(model, dataset, step, device))
+        curve = validator.curve
+        ckpt = dataclasses.replace(
+            ckpt, model=model, step=step, generator_state=generator.get_state(), curve=curve, best_model=validator.best
+        )
         if recorder is not None:
-            recorder.record(model, step)
+            recorder.record(model, step, trainer_config(config, curve).lr_at(step))  # the plateau's lr too
         stopping = should_stop()  # read once: a signal may arrive at any moment
         if stopping and step == first:  # no step done by this invocation: nothing new to save
             status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)
-            return TrainResult(status, request.checkpoint, step, ckpt.model_config, config, {})
-        if (step < config.steps and _is_save_point(step, request.save_every)) or stopping:
+            return _result(status, request, ckpt)
+        if (step < config.steps and not curve.stopped and _is_save_point(step, request.save_every)) or stopping:
             save_checkpoint(request.checkpoint, ckpt)
             saved = step
             if recorder is not None:
                 recorder.save()  # the sidecar always matches the checkpoint on disk
         if stopping:
-            return TrainResult("interrupted", request.checkpoint, step, ckpt.model_config, config, {})
-        if step == config.steps:
+            return _result("interrupted", request, ckpt)
+        if step == config.steps or curve.stopped:
             break
     model.use_stats("running")
-    losses = {"train": split_loss(model, train), "val": split_loss(model, dataset.stream("val").to(device))}
-    save_checkpoint(request.checkpoint, dataclasses.replace(ckpt, losses=losses))
+    losses = {"train": split_loss(model, train), "val": split_loss(model, val)}
+    ckpt = dataclasses.replace(ckpt, losses=losses)
+    save_checkpoint(request.checkpoint, ckpt)
     if recorder is not None:
         recorder.save()
-    return TrainResult("done", request.checkpoint, step, ckpt.model_config, config, losses)
+    return _result("done", request, ckpt)
+
+
+def _result(status: str, request: TrainRequest, ckpt: Checkpoint) -> TrainResult:
+    losses = ckpt.losses if status in ("done", "already complete") else {}
+    return TrainResult(status, request.checkpoint, ckpt.step, ckpt.model_config, ckpt.train_config, losses, ckpt.curve)
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
 
 
 def _is_save_point(step: int, save_every: int | None) -> bool:
@@ -173,21 +207,31 @@ def _segment_end(step: int, total: int, save_every: int | None) -> int:
     return total if save_every is None else min(total, (step // save_every + 1) * save_every)
 
 
-def _reporter(progress: Progress, tensorboard: Path | None) -> Callable[[int, float, float], None]:
+def _with_tensorboard(progress: Progress, tensorboard: Path | None) -> Progress:
+    """`progress`, also logging Loss/train and Loss/val to a TensorBoard folder when one is given."""
     if tensorboard is None:
-        return progress.update
+        return progress
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install 'bnnames[tensorboard]'") from None
-    writer = SummaryWriter(str(tensorboard))
+    return _TensorBoard(progress, SummaryWriter(str(tensorboard)))
 
-    def report(step: int, loss: float, lr: float) -> None:
-        writer.add_scalar("Loss/train", loss, step)  # the reference's tag
-        writer.flush()
-        progress.update(step, loss, lr)
 
-    return report
+class _TensorBoard:
+    def __init__(self, progress: Progress, writer: Any) -> None:
+        self.progress, self.writer = progress, writer
+        self.start, self.samples, self.note = progress.start, progress.samples, progress.note
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        self.writer.add_scalar("Loss/train", loss, step)  # the reference's tag
+        self.writer.flush()
+        self.progress.update(step, loss, lr)
+
+    def evaluated(self, point: Point, best: Point) -> None:
+        self.writer.add_scalar("Loss/val", point.val, point.step)
+        self.writer.flush()
+        self.progress.evaluated(point, best)
 
 
 def _resume_checkpoint(request: TrainRequest, progress: Progress) -> Checkpoint:
@@ -209,7 +253,7 @@ def _resume_checkpoint(request: TrainRequest, progress: Progress) -> Checkpoint:
         raise ConfigError(f"--steps {steps} is below the {ckpt.step} steps this checkpoint has done")
     if steps != ckpt.train_config.steps:
         ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, steps=steps))
-    if steps > ckpt.step:
+    if steps > ckpt.step and not ckpt.curve.stopped:  # a run the plateau schedule ended stays ended
         ckpt = dataclasses.replace(ckpt, losses={})  # the old final losses no longer describe it
         if _drop_calibration(ckpt.model):
             ckpt = dataclasses.replace(ckpt, calibration={})

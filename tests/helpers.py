@@ -130,16 +130,23 @@ def _split_at(loop: Callable[..., int], at: int, action: Callable[[], None]) -> 
 
 
 class Quiet:
-    """A Progress that shows nothing, remembers the last step it saw and keeps the notes."""
+    """A Progress that shows nothing, remembers the last step it saw and keeps the notes,
+    the evaluations and the sample previews."""
 
     def __init__(self) -> None:
-        self.step, self.notes = 0, []
+        self.step, self.notes, self.points, self.shown = 0, [], [], []
 
     def start(self, done: int, total: int) -> None:
         self.step = done
 
     def update(self, step: int, loss: float, lr: float) -> None:
         self.step = step
+
+    def evaluated(self, point, best) -> None:  # type: ignore[no-untyped-def]
+        self.points.append(point)
+
+    def samples(self, step: int, names: list[tuple[str, str]]) -> None:
+        self.shown.append((step, names))
 
     def note(self, message: str) -> None:
         self.notes.append(message)

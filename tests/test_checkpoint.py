@@ -62,7 +62,7 @@ def test_plain_safetensors_sees_batchnorm_buffers_and_metadata(tmp_path):
     with safe_open(str(tmp_path / "c.safetensors"), framework="pt") as f:
         keys, meta = set(f.keys()), f.metadata()
     assert {"layers.3.running_mean", "layers.3.running_var", "layers.3.num_batches_tracked", GENERATOR_KEY} <= keys
-    assert meta["format"] == "bnnames.checkpoint" and meta["format_version"] == "1"
+    assert meta["format"] == "bnnames.checkpoint" and meta["format_version"] == "2"
     assert json.loads(meta["vocab"]) == ["a", "b", "é", "ü"]
     assert json.loads(meta["model_config"])["n_hidden"] == 8
     assert meta["split_seed"] == "42" and meta["data_sha256"] == "ab" * 32 and meta["step"] == "4"

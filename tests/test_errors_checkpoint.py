@@ -118,7 +118,7 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     ),
     "plain safetensors": (plain_safetensors, "is a safetensors file but not a bnnames checkpoint"),
     "metadata not text": (edit_entry("__metadata__", lambda m: m.update(step=7)), "its metadata is not text"),
-    "format version 2": (edit_meta("format_version", lambda v: "2"), "has checkpoint format version '2'"),
+    "format version 3": (edit_meta("format_version", lambda v: "3"), "has checkpoint format version '3'"),
     "format missing": (edit_meta("format", lambda v: None), "not a bnnames checkpoint"),
     "vocab missing": (edit_meta("vocab", lambda v: None), "invalid metadata: missing fields: vocab"),
     "model config not JSON": (edit_meta("model_config", lambda v: v[:-1]), "not valid JSON"),
@@ -149,6 +149,27 @@ CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
         "holds negative values in layers.3.running_var",
     ),
     "invalid generator state": (overwrite_tensor("train.generator_state", bytes(5056)), "invalid random generator"),
+    # format 2: the curve and the best weights, checked as strictly as the rest, before any tensor is read
+    "curve missing": (edit_meta("curve", lambda v: None), "invalid metadata: missing fields: curve"),
+    "curve not JSON": (edit_meta("curve", lambda v: v[:-1]), "not valid JSON"),
+    "curve point past the step": (
+        edit_json_meta("curve", lambda c: {**c, "points": [*c["points"], [10**6, 2.0, 2.0, 0.1]]}),
+        "curve steps must increase and lie within 0..200",
+    ),
+    "curve loss not finite": (
+        edit_json_meta("curve", lambda c: {**c, "points": [[100, math.nan, 2.0, 0.1]]}),
+        "curve points must be [step, val, train, lr] with finite losses",
+    ),
+    "curve decay not a step": (edit_json_meta("curve", lambda c: {**c, "decayed_at": "50"}), "decayed_at must be"),
+    "best weights of the wrong shape": (
+        edit_entry("best.layers.2.weight", lambda e: e.update(shape=[9, 9])),
+        "best.layers.2.weight should be F32 [9, 8]",
+    ),
+    "best weights missing": (without_entry("best.layers.2.weight"), "does not hold the tensors its config implies"),
+    "best weights without a curve": (
+        edit_json_meta("curve", lambda c: {**c, "points": []}),
+        "does not hold the tensors its config implies",
+    ),
 }
 
 
@@ -216,10 +237,11 @@ def test_finite_but_absurd_weights_give_one_line_not_a_crash(good, tmp_path):
     path = tmp_path / "c.safetensors"
     path.write_bytes(good)
     ckpt = load_checkpoint(path)
-    _, _, _, bn, _, out = ckpt.model.layers
-    with torch.no_grad():
-        bn.weight.zero_(), bn.bias.fill_(10.0)  # every hidden unit at tanh(10) = 1
-        out.weight[:, 1] = 3e38  # so logit 1 is 8 x 3e38 = inf for every context
+    for model in (ckpt.model, ckpt.best_model):  # the last and the best weights
+        _, _, _, bn, _, out = model.layers
+        with torch.no_grad():
+            bn.weight.zero_(), bn.bias.fill_(10.0)  # every hidden unit at tanh(10) = 1
+            out.weight[:, 1] = 3e38  # so logit 1 is 8 x 3e38 = inf for every context
     save_checkpoint(path, ckpt)
     before = path.read_bytes()
     fail_with("eval", "-c", path, fragments=("the val loss of", "is nan: its weights are corrupt or diverged"))

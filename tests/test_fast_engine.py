@@ -116,6 +116,10 @@ def test_auto_picks_by_architecture_device_and_run_length() -> None:
     long_run, short_run = SHORT.__class__(steps=200_000), SHORT
     assert resolve_engine("auto", model, long_run, cpu) == "compiled"
     assert resolve_engine("auto", model, short_run, cpu) == "eager"
+    assert resolve_engine("auto", model, long_run, cpu, examples=182_625) == "compiled"  # the standard file
+    assert resolve_engine("auto", model, long_run, cpu, examples=20_000) == "eager"  # a plateau run ends early
+    fixed = SHORT.__class__(steps=200_000, schedule="fixed")
+    assert resolve_engine("auto", model, fixed, cpu, examples=20_000) == "compiled"  # it runs to --steps
     assert resolve_engine("auto", model, long_run, torch.device("meta")) == "eager"
     assert resolve_engine("reference", model, long_run, cpu) == "reference"
     model.layers.append(torch.nn.Identity())  # an architecture the fast step does not cover

@@ -103,7 +103,7 @@ def test_a_fresh_run_stopped_before_its_first_step_writes_nothing(names, tmp_pat
 def test_resume_drops_stale_calibration_and_says_so(names, reference, tmp_path):
     path = tmp_path / "c.safetensors"
     train(path, names, stop_at=200, **SETTINGS)
-    cli("calibrate", "-c", path)
+    cli("calibrate", "-c", path, "--weights", "last")
     assert load_checkpoint(path).model.has_calibration()
     progress = Quiet()
     run_training(TrainRequest(checkpoint=path, resume=True, save_every=100), progress, lambda: False)

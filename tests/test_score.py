@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.data import BOUNDARY, load_dataset
-from bnnames.storage.checkpoint import load_checkpoint
+from bnnames.storage.checkpoint import choose_weights, load_checkpoint
 from tests.helpers import TINY, assert_one_line_error, cli
 
 
@@ -44,7 +44,8 @@ def test_val_names_weighted_by_length_plus_one_average_to_eval(trained, names_pa
 def test_a_name_scores_the_sum_of_its_predictions_in_the_layer_by_layer_model(trained):
     """The direct computation: log-softmax of the unfolded eval-mode model at each of n + 1 positions."""
     ckpt = load_checkpoint(trained)
-    model = ckpt.model.eval()
+    model, _ = choose_weights(ckpt)  # the best weights, as eval and score use
+    model.eval()
     model.choose_stats()
     ids = ckpt.vocab.encode("emma")
     padded = [BOUNDARY] * 3 + ids  # the start context, then each character

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+from bnnames.cli.common import (
+    DEFAULT_CHECKPOINT,
+    CheckpointOpt,
+    DataOpt,
+    DeviceOpt,
+    WeightsOpt,
+    note,
+    one_line_errors,
+    stdout,
+)
 from bnnames.config import Method
 
 
@@ -21,6 +30,7 @@ def calibrate(
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
 ) -> None:
     """Measure each BatchNorm input over the training split and store it in the checkpoint.
 
@@ -28,7 +38,7 @@ def calibrate(
     """
     from bnnames.calibrate import calibrate_checkpoint
 
-    report = calibrate_checkpoint(checkpoint, method, data, device)
+    report = calibrate_checkpoint(checkpoint, method, data, device, weights)
     for message in report.notes:
         note(message)
     out = stdout()

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from bnnames.cli.signals import exit_code, terminate_as_interrupt
-from bnnames.config import Device
+from bnnames.config import Device, Weights
 from bnnames.errors import BnnamesError
 
 CHECKPOINT_ENV = "BNNAMES_CHECKPOINT"
@@ -39,6 +39,14 @@ DataOpt = Annotated[
     Path | None,
     typer.Option(
         "--data", help="Names file to use instead of the one stored in the checkpoint.", show_default="the checkpoint's"
+    ),
+]
+
+WeightsOpt = Annotated[
+    Weights | None,
+    typer.Option(
+        help="Which weights: best (the evaluation with the lowest val loss) or last (the last step).",
+        show_default="best when kept",
     ),
 ]
 

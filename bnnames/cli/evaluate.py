@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+from bnnames.cli.common import (
+    DEFAULT_CHECKPOINT,
+    CheckpointOpt,
+    DataOpt,
+    DeviceOpt,
+    WeightsOpt,
+    note,
+    one_line_errors,
+    stdout,
+)
 from bnnames.config import SplitChoice, Stats
 
 
@@ -27,11 +36,12 @@ def evaluate(
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
 ) -> None:
     """Measure a checkpoint's loss on a split, in eval mode."""
     from bnnames.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(checkpoint, split, stats, data, device)
+    report = evaluate_checkpoint(checkpoint, split, stats, data, device, weights)
     if report.note:
         note(report.note)
     rows = [

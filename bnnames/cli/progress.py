@@ -1,10 +1,19 @@
-"""The training progress bar on stderr: step, loss, lr, steps/s and time left."""
+"""The training progress bar on stderr: step, loss, latest and best val, lr, steps/s and time left."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bnnames.cli.common import stderr
+
+if TYPE_CHECKING:  # annotations only: importing it for real would import torch
+    from bnnames.schedule import Point
+
+EVALUATIONS_PER_LINE = 10  # plain lines: also every 10th evaluation (a plateau run may end long before 10% of --steps)
+MARKS = {"train": "[dim]train[/]", "val/test": "[cyan]val/test[/]", "new": "[green]new[/]"}
 
 
 class TrainProgress:
@@ -16,14 +25,17 @@ class TrainProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
+            TextColumn("val {task.fields[val]}"),
             TextColumn("lr {task.fields[lr]}"),
             TextColumn("{task.fields[rate]} steps/s"),
             TimeRemainingColumn(),
             console=stderr(),
         )
-        self.task = self.bar.add_task("train", total=None, loss="-", lr="-", rate="-", start=False)
+        self.task = self.bar.add_task("train", total=None, loss="-", val="-", lr="-", rate="-", start=False)
         self.log_every: int | None = None  # steps between plain log lines (redirected stderr)
         self.next_log = 0
+        self.logged: int | None = None  # the step of the last plain line
+        self.evaluations = 0
 
     def __enter__(self) -> TrainProgress:
         return self  # the bar appears at start(): an error before training is one line, no empty bar
@@ -46,9 +58,29 @@ class TrainProgress:
         rate = f"{speed:,.0f}" if speed else "-"
         self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:g}", rate=rate)
         if self.log_every is not None and step >= self.next_log:
-            total = self.bar.tasks[self.task].total
-            self.bar.console.print(f"step {step:,}/{total:,.0f}  loss {loss:.4f}  lr {lr:g}  {rate} steps/s")
+            self._line(step)
             self.next_log = (step // self.log_every + 1) * self.log_every
+
+    def evaluated(self, point: Point, best: Point) -> None:
+        self.bar.update(self.task, val=f"{point.val:.4f} (best {best.val:.4f} @ {best.step:,})")
+        self.evaluations += 1
+        if self.log_every is not None and self.evaluations % EVALUATIONS_PER_LINE == 0:
+            self._line(point.step)
+
+    def _line(self, step: int) -> None:
+        """One plain progress line (stderr is not a terminal), at most one per step."""
+        if step == self.logged:
+            return
+        task = self.bar.tasks[self.task]
+        f = task.fields
+        self.bar.console.print(
+            f"step {step:,}/{task.total:,.0f}  loss {f['loss']}  val {f['val']}  lr {f['lr']}  {f['rate']} steps/s"
+        )
+        self.logged = step
+
+    def samples(self, step: int, names: list[tuple[str, str]]) -> None:
+        shown = ", ".join(f"{escape(name)} {MARKS[mark]}" for name, mark in names)
+        self.bar.console.print(f"step {step:,} samples: {shown}", soft_wrap=True)
 
     def note(self, message: str) -> None:
         self.bar.console.print(f"[yellow]note:[/] {message}", soft_wrap=True)

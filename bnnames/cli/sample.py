@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors
+from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, WeightsOpt, note, one_line_errors
 from bnnames.config import SampleConfig
 
 S = SampleConfig()
@@ -29,6 +29,7 @@ def sample(
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
 ) -> None:
     """Sample new names from a trained model (in eval mode, calibrated statistics when present)."""
     from bnnames.sample import sample_checkpoint
@@ -36,7 +37,7 @@ def sample(
     config = SampleConfig(
         count=count, seed=seed, temperature=temperature, top_k=top_k, prefix=prefix, max_length=max_length
     )
-    report = sample_checkpoint(checkpoint, config, novel, data, device)
+    report = sample_checkpoint(checkpoint, config, novel, data, device, weights)
     if report.note:
         note(report.note)
     sys.stdout.write("".join(name + "\n" for name in report.names))

@@ -16,6 +16,7 @@ from bnnames.cli.common import (
     CheckpointOpt,
     DataOpt,
     DeviceOpt,
+    WeightsOpt,
     fail,
     note,
     one_line_errors,
@@ -38,12 +39,13 @@ def score(
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
 ) -> None:
     """Score names: log-likelihood in nats, nats per character (the end counts as one), and
     whether each is in the names file. Exit code 1 if a name has characters the model never saw."""
     from bnnames.score import score_checkpoint
 
-    report = score_checkpoint(checkpoint, _read_names(names), stats, data, device)
+    report = score_checkpoint(checkpoint, _read_names(names), stats, data, device, weights)
     if report.note:
         note(report.note)
     rows = [

@@ -54,11 +54,22 @@ def train(
             show_default="off",
         ),
     ] = None,
+    sample_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Show a few sampled names every N steps, each marked train, val/test or new (the run is unchanged).",
+            show_default="off",
+        ),
+    ] = None,
     overrides: dict[str, Any] | None = None,  # the model and training options the user set (config_options)
 ) -> None:
     """Train a model on a names file and write the checkpoint (atomically, and every --save-every steps).
 
-    Ctrl-C saves a resumable checkpoint; `bnnames train --resume` continues it exactly.
+    The val loss is measured every --eval-every steps; the checkpoint keeps the weights of the best
+    evaluation (what eval, sample and calibrate use) beside the last step's. By default the lr decays
+    when val stops improving and the run stops at the next plateau. Ctrl-C saves a resumable
+    checkpoint; `bnnames train --resume` continues it exactly.
     """
     from bnnames.cli.progress import TrainProgress
     from bnnames.train import TrainRequest, run_training
@@ -74,13 +85,19 @@ def train(
         save_every=save_every,
         tensorboard=tensorboard,
         diagnostics_every=diagnostics_every,
+        sample_every=sample_every,
     )
     received: list[int] = []
     started = time.perf_counter()
     with stop_on_signals(received), TrainProgress() as progress:
         result = run_training(request, progress, should_stop=lambda: bool(received))
     if result.status == "already complete":
-        note(f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)")
+        if result.curve.stopped:
+            note(f"{checkpoint} stopped at a val plateau at step {result.step:,}: nothing to do")
+        else:
+            note(
+                f"{checkpoint} is already trained to step {result.step}: nothing to do (raise --steps to train longer)"
+            )
         return
     if result.status == "not started":
         note("interrupted before the first step: nothing was written")
@@ -93,3 +110,10 @@ def train(
     out.print(f"trained {result.step:,} steps in {time.perf_counter() - started:.1f} s -> {checkpoint}")
     stats = ", running BatchNorm statistics" if result.model_config.uses_batch_norm else ""
     out.print(f"train loss {result.losses['train']:.4f}   val loss {result.losses['val']:.4f}   (nats{stats})")
+    best = result.curve.best
+    if best is not None:
+        ended = "stopped at a val plateau" if result.curve.stopped else "ran to --steps"
+        out.print(
+            f"best val {best.val:.4f} at step {best.step:,} (kept: eval, sample and calibrate use it); "
+            f"last val {result.curve.points[-1].val:.4f}; {ended}"
+        )

@@ -44,7 +44,41 @@ def _write_all(report: DiagnoseReport, out: Path) -> list[Path]:
     if recording is not None and len(recording.steps) > 1:
         written.append(_save(_over_training(report, "update"), out / "update_ratio.png"))
         written.append(_save(_over_training(report, "saturation"), out / "saturation.png"))
+    if len(report.curve.points) > 1:
+        written.append(_save(_loss_curve(report), out / "loss_curve.png"))
     return written
+
+
+def _loss_curve(report: DiagnoseReport) -> Figure:
+    """Val loss at every evaluation (whole split, eval mode) and the smoothed mini-batch training loss,
+    the best step, the lr decay."""
+    points, best = report.curve.points, report.curve.best
+    assert best is not None
+    fig = Figure(figsize=(10, 4), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    steps = [p.step for p in points]
+    trained = [p for p in points if p.train is not None]
+    ax.plot(
+        [p.step for p in trained], [p.train for p in trained], label="train (mini-batches, smoothed)", linewidth=1.2
+    )
+    ax.plot(steps, [p.val for p in points], label="val", linewidth=1.2)
+    ax.axvline(best.step, color="green", linestyle="--", linewidth=1, label=f"best val {best.val:.4f} @ {best.step:,}")
+    if report.decay_at is not None:
+        lr = [p.lr for p in points]
+        label = f"lr {max(lr):g} -> {min(lr):g}"
+        if report.curve.decayed_at is not None:  # the plateau schedule goes back to the best weights first
+            restart = report.curve.up_to(report.curve.decayed_at).best
+            label += f", from the weights of step {restart.step:,}" if restart is not None else ""
+        ax.axvline(report.decay_at, color="gray", linestyle=":", linewidth=1, label=label)
+    if report.curve.stopped:
+        ax.axvline(steps[-1], color="black", linestyle=":", linewidth=1, label=f"stopped at a plateau @ {steps[-1]:,}")
+    low = min(p.val for p in points) if not trained else min(min(p.train for p in trained), min(p.val for p in points))
+    ax.set_ylim(low - 0.05, max(p.val for p in points[len(points) // 10 :]) + 0.1)  # skip the first drop
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per character)")
+    ax.set_title("loss over training", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
 
 
 def _histograms(probes: list[Probe], kind: str, title: str) -> Figure:

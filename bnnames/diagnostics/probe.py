@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bnnames.config import TrainConfig
 from bnnames.examples import Source
 from bnnames.model import NamesModel, Tanh
 
@@ -75,13 +74,13 @@ class Probe:
 PROBE_SEED = 1_000_003  # probe batches come from their own generators, seeded PROBE_SEED + step
 
 
-def probe_at(model: NamesModel, examples: Source, step: int, config: TrainConfig) -> Probe:
+def probe_at(model: NamesModel, examples: Source, step: int, batch_size: int, lr: float) -> Probe:
     """Probe the batch of the training `examples` for `step`: drawn from a generator of its own,
     seeded by the step, so the training run's generator (and with it the run) is the same with or
     without diagnostics, and a checkpoint probed later sees the batch a recording would have seen."""
     generator = torch.Generator().manual_seed(PROBE_SEED + step)
-    ix = torch.randint(0, len(examples), (config.batch_size,), generator=generator)
-    return probe(model, *examples.gather(ix.to(examples.device)), step, config.lr_at(step))
+    ix = torch.randint(0, len(examples), (batch_size,), generator=generator)
+    return probe(model, *examples.gather(ix.to(examples.device)), step, lr)
 
 
 def probe(model: NamesModel, x: torch.Tensor, y: torch.Tensor, step: int, lr: float) -> Probe:

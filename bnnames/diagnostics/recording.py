@@ -199,12 +199,13 @@ class Recorder:
     def next_stop(self, step: int) -> int:
         return (step // self.recording.every + 1) * self.recording.every
 
-    def record(self, model: NamesModel, step: int) -> None:
-        """Probe now if `step` is due (a multiple of `every`, or the run's end) and not yet recorded."""
+    def record(self, model: NamesModel, step: int, lr: float) -> None:
+        """Probe now if `step` is due (a multiple of `every`, or the run's end) and not yet recorded;
+        `lr` is the learning rate of the next step (the update:data ratio's)."""
         due = step % self.recording.every == 0 or step == self.config.steps
         if not due or (self.recording.steps and self.recording.steps[-1] >= step):
             return
-        self.recording.add(probe_at(model, self.examples, step, self.config))
+        self.recording.add(probe_at(model, self.examples, step, self.config.batch_size, lr))
 
     def save(self) -> None:
         save_recording(self.path, self.recording)

@@ -15,6 +15,7 @@ from bnnames.diagnostics.probe import Probe, probe_at
 from bnnames.diagnostics.recording import Recording, load_recording, run_identity, sidecar_path
 from bnnames.errors import DiagnosticsError
 from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.schedule import Curve, trainer_config
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint
 
 
@@ -24,6 +25,14 @@ class DiagnoseReport:
     first: Probe | None  # the earliest recorded probe (at init for a fresh run), when recorded
     recording: Recording | None  # statistics over training
     notes: list[str]
+    curve: Curve  # the run's evaluations (train --eval-every), for the loss curve
+    decay_at: int | None  # the step of the lr decay, when the run got there
+
+
+def lr_decay_step(ckpt: Checkpoint) -> int | None:
+    """The step from which the run trained at lr * decay (either schedule), if it got there."""
+    decay_at = trainer_config(ckpt.train_config, ckpt.curve).decay_at
+    return decay_at if decay_at < ckpt.step else None
 
 
 @num_threads(THREADS)
@@ -33,7 +42,7 @@ def diagnose_checkpoint(path: Path, data: Path | None, device: str) -> DiagnoseR
     run = run_identity(ckpt.model_config, ckpt.train_config, ckpt.data_sha256)
     recording = _matching_recording(path, ckpt.step, run, notes)
     if recording is not None and recording.last is not None and recording.last.step == ckpt.step:
-        return DiagnoseReport(recording.last, recording.first, recording, notes)
+        return DiagnoseReport(recording.last, recording.first, recording, notes, ckpt.curve, lr_decay_step(ckpt))
     if recording is not None and recording.steps:
         notes.append(
             f"the recorded diagnostics end at step {recording.steps[-1]:,}, before this checkpoint's "
@@ -45,7 +54,8 @@ def diagnose_checkpoint(path: Path, data: Path | None, device: str) -> DiagnoseR
             "Train with --diagnostics-every N to see the statistics over training and the update:data ratio"
         )
     first = recording.first if recording is not None else None
-    return DiagnoseReport(_probe_now(ckpt, data, device), first, recording, notes)
+    latest = _probe_now(ckpt, data, device)
+    return DiagnoseReport(latest, first, recording, notes, ckpt.curve, lr_decay_step(ckpt))
 
 
 def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
@@ -53,7 +63,8 @@ def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
     target = resolve_device(device)
     dataset = dataset_for(ckpt, data)
     train = dataset.stream("train").to(target)
-    return probe_at(ckpt.model.to(target), train, ckpt.step, ckpt.train_config)
+    lr = trainer_config(ckpt.train_config, ckpt.curve).lr_at(ckpt.step)  # the plateau's lr too
+    return probe_at(ckpt.model.to(target), train, ckpt.step, ckpt.train_config.batch_size, lr)
 
 
 def _matching_recording(path: Path, step: int, run: dict, notes: list[str]) -> Recording | None:

@@ -3,8 +3,12 @@
 Tensors: every parameter and buffer of the model under its `state_dict` name (BatchNorm's
 running_mean / running_var / num_batches_tracked, and calibrated_* when calibrated), plus
 `train.generator_state`, the CPU generator's state after the last step (exact resume).
-Metadata (string -> string, JSON where structured) rebuilds everything else. Loading lives
-in `load_checkpoint` alone: it checks the header before reading tensors and never unpickles.
+Since format version 2 the weights and buffers of the evaluation with the best val loss sit
+beside them under the `best.` prefix, and the `curve` metadata holds the run's evaluations
+(bnnames.schedule): its best point names their step and val loss. Version 1 files (no curve,
+no best weights) still load. Metadata (string -> string, JSON where structured) rebuilds
+everything else. Loading lives in `load_checkpoint` alone: it checks the header before
+reading tensors and never unpickles.
 """
 
 from __future__ import annotations
@@ -24,17 +28,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from bnnames import __version__
-from bnnames.config import ModelConfig, TrainConfig, from_json_dict, to_json_dict
+from bnnames.config import ModelConfig, TrainConfig, Weights, check_choice, from_json_dict, to_json_dict
 from bnnames.data import Dataset, Vocab, dataset_from_bytes, read_file_bytes
-from bnnames.errors import BnnamesError, CheckpointError, DataError
+from bnnames.errors import BnnamesError, CheckpointError, ConfigError, DataError
 from bnnames.model import BatchNorm, NamesModel, build_model
+from bnnames.schedule import Curve, curve_from_json, curve_to_json
 from bnnames.storage.files import atomic_write_bytes
 from bnnames.storage.header import TensorEntry, read_header, short
 
 FORMAT_NAME = "bnnames.checkpoint"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = ("1", "2")  # version 1: written before the curve and the best weights
 GENERATOR_KEY = "train.generator_state"
-META_KEYS = (
+BEST_PREFIX = "best."
+META_KEYS_V1 = (
     "format",
     "format_version",
     "bnnames_version",
@@ -48,6 +55,7 @@ META_KEYS = (
     "losses",
     "calibration",
 )
+META_KEYS = (*META_KEYS_V1, "curve")
 DTYPE_NAMES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}  # safetensors'
 SHA256_HEX = re.compile("[0-9a-f]{64}")
 NON_NEGATIVE = ("_var", "_std", "num_batches_tracked")  # BatchNorm statistics that cannot be below zero
@@ -67,10 +75,32 @@ class Checkpoint:
     generator_state: torch.Tensor  # uint8 state of the CPU generator after `step` steps
     losses: dict[str, float] = field(default_factory=dict)  # final full-split losses, when done
     calibration: dict[str, Any] = field(default_factory=dict)  # how calibrated stats were made
+    curve: Curve = field(default_factory=Curve)  # the evaluations so far and the schedule's state
+    best_model: NamesModel | None = None  # the weights at curve.best (None before the first evaluation)
 
     @property
     def complete(self) -> bool:
-        return self.step >= self.train_config.steps
+        return self.step >= self.train_config.steps or self.curve.stopped
+
+
+def choose_weights(ckpt: Checkpoint, weights: str | None = None) -> tuple[NamesModel, str]:
+    """The model a verb uses and its name: `weights` ("best" or "last"), else the best ones when
+    the checkpoint keeps them (version 1 files and runs stopped before any evaluation do not)."""
+    if weights is not None:
+        check_choice("weights", weights, Weights)
+    kind = weights or ("best" if ckpt.best_model is not None else "last")
+    if kind == "last":
+        return ckpt.model, kind
+    if ckpt.best_model is None:
+        raise ConfigError(
+            "this checkpoint keeps no best weights (written before bnnames kept them, or stopped before "
+            "the first evaluation): use --weights last"
+        )
+    return ckpt.best_model, kind
+
+
+def _state_tensors(model: NamesModel, prefix: str = "") -> dict[str, torch.Tensor]:
+    return {prefix + name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
 
 
 def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
@@ -81,7 +111,9 @@ def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     """Write atomically: a crash leaves the previous file or this one, never half of one."""
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in ckpt.model.state_dict().items()}
+    tensors = _state_tensors(ckpt.model)
+    if ckpt.best_model is not None:
+        tensors.update(_state_tensors(ckpt.best_model, BEST_PREFIX))
     bad = non_finite(tensors)
     if bad:
         raise CheckpointError(f"refusing to save non-finite values in {', '.join(bad)}")
@@ -99,6 +131,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "step": str(ckpt.step),
         "losses": json.dumps(ckpt.losses),
         "calibration": json.dumps(ckpt.calibration),
+        "curve": json.dumps(curve_to_json(ckpt.curve)),
     }
     try:
         atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
@@ -117,14 +150,17 @@ def load_checkpoint(path: Path) -> Checkpoint:
     meta, table = read_header(path)
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path} is a safetensors file but not a bnnames checkpoint")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path} has checkpoint format version {short(meta.get('format_version'))}; this bnnames "
-            f"({__version__}) reads version {FORMAT_VERSION}: upgrade bnnames or retrain"
+            f"({__version__}) reads versions {', '.join(READABLE_VERSIONS)}: upgrade bnnames or retrain"
         )
     try:
         ckpt_fields = _parse_metadata(meta)
-        expected = _expected_tensors(ckpt_fields["model_config"], ckpt_fields["vocab"], table)
+        config, vocab = ckpt_fields["model_config"], ckpt_fields["vocab"]
+        expected = _expected_tensors(config, vocab, table)
+        if ckpt_fields["curve"].points:  # the best evaluation's weights, named as the last ones
+            expected.update(_expected_tensors(config, vocab, table, BEST_PREFIX))
     except BnnamesError as err:
         raise CheckpointError(f"{path} has invalid metadata: {err}") from None
     _check_tensor_table(path, table, expected)
@@ -134,24 +170,39 @@ def load_checkpoint(path: Path) -> Checkpoint:
         torch.Generator().set_state(generator_state)  # the same check resume will make
     except RuntimeError:
         raise CheckpointError(f"{path} holds an invalid random generator state: it cannot be resumed") from None
-    model = build_model(ckpt_fields["model_config"], ckpt_fields["vocab"].size)
+    best = {name.removeprefix(BEST_PREFIX): tensors.pop(name) for name in list(tensors) if name.startswith(BEST_PREFIX)}
+    return Checkpoint(
+        model=_rebuild(config, vocab, tensors),
+        best_model=_rebuild(config, vocab, best) if best else None,
+        generator_state=generator_state,
+        **ckpt_fields,
+    )
+
+
+def _rebuild(config: ModelConfig, vocab: Vocab, tensors: dict[str, torch.Tensor]) -> NamesModel:
+    model = build_model(config, vocab.size)
     for bn_name, bn in _named_batch_norms(model):
         if f"{bn_name}.calibrated_mean" in tensors:
             bn.set_calibration(bn.running_mean, getattr(bn, f"running_{bn.spread}"))
     model.load_state_dict(tensors, strict=True)
-    return Checkpoint(model=model, generator_state=generator_state, **ckpt_fields)
+    return model
 
 
 def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
-    missing = [key for key in META_KEYS if key not in meta]
+    version_1 = meta["format_version"] == "1"
+    missing = [key for key in (META_KEYS_V1 if version_1 else META_KEYS) if key not in meta]
     if missing:
         raise CheckpointError(f"missing fields: {', '.join(missing)}")
     try:
         model_config = from_json_dict(ModelConfig, json.loads(meta["model_config"]))
-        train_config = from_json_dict(TrainConfig, json.loads(meta["train_config"]))
+        train_json = json.loads(meta["train_config"])
+        if version_1 and isinstance(train_json, dict):
+            train_json = {**train_json, "schedule": "fixed"}  # version 1 runs all decayed at --decay-at
+        train_config = from_json_dict(TrainConfig, train_json)
         chars = json.loads(meta["vocab"])
         losses = json.loads(meta["losses"])
         calibration = json.loads(meta["calibration"])
+        curve = {} if version_1 else json.loads(meta["curve"])
         step = int(meta["step"])
         split_seed = int(meta["split_seed"])
     except (ValueError, TypeError, RecursionError):
@@ -181,19 +232,25 @@ def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
         "step": step,
         "losses": losses,
         "calibration": calibration,
+        "curve": Curve() if version_1 else curve_from_json(curve, step),
     }
 
 
-def _expected_tensors(config: ModelConfig, vocab: Vocab, table: dict[str, TensorEntry]) -> dict[str, TensorEntry]:
-    """Name -> (dtype, shape) that `config` implies, built on the meta device (no allocation)."""
+def _expected_tensors(
+    config: ModelConfig, vocab: Vocab, table: dict[str, TensorEntry], prefix: str = ""
+) -> dict[str, TensorEntry]:
+    """Name -> (dtype, shape) that `config` implies, built on the meta device (no allocation):
+    the model's tensors under `prefix`, and with no prefix the generator state too."""
     with torch.device("meta"):
         model = build_model(config, vocab.size)
-    expected = {name: TensorEntry(DTYPE_NAMES[t.dtype], tuple(t.shape)) for name, t in model.state_dict().items()}
+    shapes = {name: TensorEntry(DTYPE_NAMES[t.dtype], tuple(t.shape)) for name, t in model.state_dict().items()}
     for bn_name, bn in _named_batch_norms(model):
-        if f"{bn_name}.calibrated_mean" in table:  # calibration is optional, but all or nothing
-            expected[f"{bn_name}.calibrated_mean"] = expected[f"{bn_name}.running_mean"]
-            expected[f"{bn_name}.calibrated_{bn.spread}"] = expected[f"{bn_name}.running_mean"]
-    expected[GENERATOR_KEY] = TensorEntry("U8", tuple(torch.Generator().get_state().shape))
+        if f"{prefix}{bn_name}.calibrated_mean" in table:  # calibration is optional, but all or nothing
+            shapes[f"{bn_name}.calibrated_mean"] = shapes[f"{bn_name}.running_mean"]
+            shapes[f"{bn_name}.calibrated_{bn.spread}"] = shapes[f"{bn_name}.running_mean"]
+    expected = {prefix + name: entry for name, entry in shapes.items()}
+    if not prefix:
+        expected[GENERATOR_KEY] = TensorEntry("U8", tuple(torch.Generator().get_state().shape))
     return expected
 
 

@@ -27,15 +27,24 @@ from bnnames.training.loop import train_steps
 Trainer = Callable[..., int]
 
 
-def resolve_engine(engine: str, model: NamesModel, config: TrainConfig, device: torch.device) -> str:
-    """The concrete engine for "auto": the fastest one that covers the model and pays off."""
+def resolve_engine(
+    engine: str, model: NamesModel, config: TrainConfig, device: torch.device, examples: int | None = None
+) -> str:
+    """The concrete engine for "auto": the fastest one that covers the model and pays off.
+
+    A compile takes seconds: only a long run repays it. Under the plateau schedule --steps is a
+    ceiling, and the run's length follows the data instead (measured: 141-200k steps on the
+    standard file's 182,625 training examples, 6,300 on 2,200 examples of 315 names), so a run on
+    fewer than COMPILE_MIN_STEPS training `examples` is not expected to be long.
+    """
     if engine != "auto":
         return engine
     if plan_of(model) is None:
         return "reference"
-    if device.type == "cpu" and config.steps >= COMPILE_MIN_STEPS:
-        return "compiled"  # a compile takes seconds: only a long run repays it
-    return "eager"
+    long_run = config.steps >= COMPILE_MIN_STEPS
+    if config.schedule == "plateau" and examples is not None:
+        long_run = long_run and examples >= COMPILE_MIN_STEPS
+    return "compiled" if device.type == "cpu" and long_run else "eager"
 
 
 def make_trainer(
