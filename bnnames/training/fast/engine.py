@@ -17,6 +17,7 @@ from bnnames.config import TrainConfig
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads
 from bnnames.training.fast.batches import BatchDraws
+from bnnames.training.fast.cache import compile_cache
 from bnnames.training.fast.plan import Plan, state_of
 from bnnames.training.fast.step import forward_backward, update_
 from bnnames.training.loop import Reporter, report
@@ -126,7 +127,8 @@ class FastTrainer:
             return self.chunk(*args)
         self.note("compiling the training step for this CPU (seconds; cached for later runs)")
         try:
-            losses = self.chunk(*args)
+            with compile_cache(self.note):  # the first call compiles, or loads the compiled step
+                losses = self.chunk(*args)
         except Exception as err:  # noqa: BLE001 - no C++ compiler, or an inductor limit: the eager step is exact too
             lines = str(err).strip().splitlines()
             self.note(

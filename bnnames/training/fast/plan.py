@@ -1,8 +1,13 @@
 """What the hand-derived step knows about a model: its layers, in order, as a `Plan`.
 
-The fast step covers Embedding -> Flatten -> any sequence of Linear (with or without bias),
-BatchNorm over 2-D activations (paper or lecture arithmetic) and tanh; the last layer's output
-is the logits (a Linear, or a BatchNorm after it as in the lecture's deep MLP).
+The fast step covers Embedding -> any sequence of Flatten, FlattenConsecutive (the wavenet's
+merge of neighbours), Linear (with or without bias), BatchNorm (paper or lecture arithmetic,
+over the batch, or over batch and time) and tanh; the last layer's output is the logits (a
+Linear, or a BatchNorm after it as in the lecture's deep MLP).
+
+The step keeps every activation as a 2-D (rows, C) matrix, rows = B * T: a (B, T, C) tensor
+read row by row. Merging neighbours is then only a reshape, and BatchNorm over batch and time
+is BatchNorm over the rows.
 `plan_of(model)` returns None for anything else; the caller then uses the reference loop.
 """
 
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bnnames.model import BatchNorm, Embedding, Flatten, Linear, NamesModel, Tanh
+from bnnames.model import BatchNorm, Embedding, Flatten, FlattenConsecutive, Linear, NamesModel, Tanh
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,14 @@ class TanhSpec:
     pass
 
 
-Spec = LinearSpec | NormSpec | TanhSpec
+@dataclass(frozen=True)
+class MergeSpec:
+    """Concatenate each `n` consecutive positions: (B * T, C) -> (B * T / n, n * C); None: all T (Flatten)."""
+
+    n: int | None
+
+
+Spec = LinearSpec | NormSpec | TanhSpec | MergeSpec
 
 
 @dataclass(frozen=True)
@@ -49,12 +61,16 @@ class Plan:
 def plan_of(model: NamesModel) -> Plan | None:
     """The step's view of `model`, or None when the fast step does not cover it."""
     layers = list(getattr(model, "layers", []))
-    if len(layers) < 3 or type(layers[0]) is not Embedding or type(layers[1]) is not Flatten:
+    if len(layers) < 3 or type(layers[0]) is not Embedding or type(layers[1]) not in (Flatten, FlattenConsecutive):
         return None
     specs: list[Spec] = []
     index, norms = 1, 0  # parameter 0 is the embedding table
-    for layer in layers[2:]:
-        if type(layer) is Linear:
+    for layer in layers[1:]:
+        if type(layer) is Flatten:
+            specs.append(MergeSpec(None))
+        elif type(layer) is FlattenConsecutive:
+            specs.append(MergeSpec(layer.n))
+        elif type(layer) is Linear:
             has_bias = layer.bias is not None
             specs.append(LinearSpec(index, index + 1 if has_bias else None))
             index += 2 if has_bias else 1
