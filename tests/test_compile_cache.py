@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch._inductor.config as inductor_config  # importing it sets TORCHINDUCTOR_CACHE_DIR: done first
 
 from bnnames.training.fast import cache
 from bnnames.training.fast.cache import (
     CACHE_ENV,
+    CHECKED,
     TORCH_CACHE_ENV,
     cache_root,
     compile_cache,
@@ -51,6 +53,21 @@ def test_torch_compiles_into_the_lasting_folder_only_within_the_block(tmp_path: 
 
         assert Path(cache_dir()) == compile_cache_folder(os.environ) == tmp_path / "compiled"
     assert TORCH_CACHE_ENV not in os.environ and notes == []
+
+
+def test_the_vector_isa_probe_is_skipped_only_after_a_compiled_step_ran_from_the_cache(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    with pytest.raises(RuntimeError, match="compile failed"), compile_cache(print):
+        raise RuntimeError("compile failed")  # the error goes through, and no marker is left
+    assert not (tmp_path / "compiled" / CHECKED).exists()
+    with compile_cache(print):
+        assert inductor_config.cpp.vec_isa_ok is None  # torch probes (the default)
+    assert (tmp_path / "compiled" / CHECKED).exists()
+    with compile_cache(print):
+        assert inductor_config.cpp.vec_isa_ok is True  # torch trusts the CPU's flags
+    assert inductor_config.cpp.vec_isa_ok is None  # and only within the block
 
 
 def test_a_broken_cache_is_said_once_and_compiling_goes_on_without_it(tmp_path: Path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ from bnnames.runtime import num_threads
 from bnnames.training.engines import make_trainer, resolve_engine
 from bnnames.training.fast import engine as fast_engine
 from bnnames.training.fast.batches import BatchDraws
-from bnnames.training.fast.cache import compile_cache_folder
+from bnnames.training.fast.cache import CHECKED, compile_cache_folder
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of
 from bnnames.training.loop import train_steps
@@ -85,6 +85,7 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
     trainer(x, y, generator, 0, 100, record(losses))
     assert not any("failed" in n for n in notes), notes
     assert any(compile_cache_folder(os.environ).rglob("*.so"))  # the compiled step outlives /tmp
+    assert (compile_cache_folder(os.environ) / CHECKED).exists()  # later runs skip the ISA probe
     assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses[99::100])) < 1e-5
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)

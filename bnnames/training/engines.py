@@ -24,7 +24,7 @@ from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of
 from bnnames.training.loop import train_steps
 
-# trainer(x, y, generator, start, stop, on_report=None, should_stop=...) -> steps done, as train_steps
+# trainer(x, y, generator, start, stop, on_report=None, report_every=100, should_stop=...) -> steps done, as train_steps
 Trainer = Callable[..., int]
 
 
@@ -46,9 +46,9 @@ def make_trainer(
     engine = resolve_engine(config.engine, model, config, device)
     if engine == "reference":
 
-        def reference(x, y, generator, start, stop, on_report=None, should_stop=lambda: False):  # type: ignore
+        def reference(x, y, generator, start, stop, on_report=None, report_every=100, should_stop=lambda: False):  # type: ignore
             with num_threads(THREADS):
-                return train_steps(model, x, y, config, generator, start, stop, on_report, should_stop=should_stop)
+                return train_steps(model, x, y, config, generator, start, stop, on_report, report_every, should_stop)
 
         return reference
     plan = plan_of(model)

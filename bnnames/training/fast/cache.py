@@ -10,6 +10,11 @@ that lasts instead:
 
 A cache folder that cannot be used (not creatable, not writable, full) never stops training:
 the caller hears one note and torch compiles with its own temporary cache.
+
+Before it compiles or loads, torch checks which vector instructions (AVX2, AVX-512) its C++
+compiler can build for, by building and loading probe libraries in child processes: about a
+second of every warm start. Once a compiled step has run from this cache folder, the folder
+holds a marker and later runs tell torch to trust the CPU's flags instead of probing again.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
 CACHE_ENV = "BNNAMES_CACHE_DIR"
 TORCH_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # the one setting torch reads its compile cache folder from
 MIN_FREE_BYTES = 64 << 20  # a compiled step takes a few MB; below this the disk counts as full
+CHECKED = "vector-isa-checked"  # marker: a compiled step built with this cache ran on this machine
 
 
 def cache_root(env: Mapping[str, str], platform: str = sys.platform, home: Path | None = None) -> Path:
@@ -64,6 +70,8 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
     torch reads the folder from an environment variable whenever it compiles; it is set only
     for this block and restored after, so a library caller's own setting is left alone.
     """
+    import torch._inductor.config as inductor_config  # here: only a compiling run pays its import
+
     folder = compile_cache_folder(os.environ)
     reason = unusable_because(folder)
     if reason is not None:
@@ -72,10 +80,15 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
         return
     before = os.environ.get(TORCH_CACHE_ENV)
     os.environ[TORCH_CACHE_ENV] = str(folder)
+    checked = folder / CHECKED
+    trust_cpu = inductor_config.patch({"cpp.vec_isa_ok": True}) if checked.exists() else nullcontext()
     try:
-        yield
+        with trust_cpu:
+            yield
     finally:
         if before is None:
             os.environ.pop(TORCH_CACHE_ENV, None)
         else:
             os.environ[TORCH_CACHE_ENV] = before
+    with suppress(OSError):  # reached only when the block (the first compiled call) ran
+        checked.touch()  # without it, the next run probes again
