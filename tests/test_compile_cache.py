@@ -12,8 +12,8 @@ import torch._inductor.config as inductor_config  # importing it sets TORCHINDUC
 from bnnames.training.fast import cache
 from bnnames.training.fast.cache import (
     CACHE_ENV,
-    CHECKED,
     TORCH_CACHE_ENV,
+    VEC_ISA_ENV,
     cache_root,
     compile_cache,
     compile_cache_folder,
@@ -55,19 +55,16 @@ def test_torch_compiles_into_the_lasting_folder_only_within_the_block(tmp_path: 
     assert TORCH_CACHE_ENV not in os.environ and notes == []
 
 
-def test_the_vector_isa_probe_is_skipped_only_after_a_compiled_step_ran_from_the_cache(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_torch_trusts_the_cpus_flags_within_the_block_unless_told_otherwise(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(VEC_ISA_ENV, raising=False)
     with pytest.raises(RuntimeError, match="compile failed"), compile_cache(print):
-        raise RuntimeError("compile failed")  # the error goes through, and no marker is left
-    assert not (tmp_path / "compiled" / CHECKED).exists()
+        assert inductor_config.cpp.vec_isa_ok is True  # no probe libraries built and loaded
+        raise RuntimeError("compile failed")  # a failure goes through to the caller's fallback
+    assert inductor_config.cpp.vec_isa_ok is None  # only within the block
+    monkeypatch.setenv(VEC_ISA_ENV, "0")  # the user's answer (read by torch at import) stands
     with compile_cache(print):
-        assert inductor_config.cpp.vec_isa_ok is None  # torch probes (the default)
-    assert (tmp_path / "compiled" / CHECKED).exists()
-    with compile_cache(print):
-        assert inductor_config.cpp.vec_isa_ok is True  # torch trusts the CPU's flags
-    assert inductor_config.cpp.vec_isa_ok is None  # and only within the block
+        assert inductor_config.cpp.vec_isa_ok is None
 
 
 def test_a_broken_cache_is_said_once_and_compiling_goes_on_without_it(tmp_path: Path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ from bnnames.runtime import num_threads
 from bnnames.training.engines import make_trainer, resolve_engine
 from bnnames.training.fast import engine as fast_engine
 from bnnames.training.fast.batches import BatchDraws
-from bnnames.training.fast.cache import CHECKED, compile_cache_folder
+from bnnames.training.fast.cache import compile_cache_folder
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of
 from bnnames.training.loop import train_steps
@@ -85,11 +85,22 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
     trainer(x, y, generator, 0, 100, record(losses))
     assert not any("failed" in n for n in notes), notes
     assert any(compile_cache_folder(os.environ).rglob("*.so"))  # the compiled step outlives /tmp
-    assert (compile_cache_folder(os.environ) / CHECKED).exists()  # later runs skip the ISA probe
     assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses[99::100])) < 1e-5
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert torch.equal(generator.get_state(), ref_gen.get_state())
+
+
+def test_another_alphabet_size_loads_the_compiled_step_instead_of_compiling(names_path) -> None:
+    """The vocabulary's dimensions are symbolic: a names file with 4 more characters compiles nothing
+    (neither a new graph nor an inductor compile: the step compiled for the first size serves it)."""
+    counters = torch._dynamo.utils.counters
+    x, y, vocab = train_split(names_path)
+    for size in (vocab, vocab + 4):  # the first compiles (or loads) the step, the second reuses it
+        graphs, misses = counters["stats"]["unique_graphs"], counters["inductor"]["fxgraph_cache_miss"]
+        model, generator = fresh(ModelConfig(), size)
+        FastTrainer(model, plan_of(model), SHORT, compiled=True)(x, y, generator, 0, 8)
+    assert counters["stats"]["unique_graphs"] == graphs and counters["inductor"]["fxgraph_cache_miss"] == misses
 
 
 def test_a_failed_compile_falls_back_to_the_eager_step_and_says_so_once(names_path, monkeypatch) -> None:

@@ -13,8 +13,9 @@ the caller hears one note and torch compiles with its own temporary cache.
 
 Before it compiles or loads, torch checks which vector instructions (AVX2, AVX-512) its C++
 compiler can build for, by building and loading probe libraries in child processes: about a
-second of every warm start. Once a compiled step has run from this cache folder, the folder
-holds a marker and later runs tell torch to trust the CPU's flags instead of probing again.
+second of CPU in every warm start. bnnames tells torch to trust the CPU's own flags instead
+(always, since the setting is part of the cache key), unless TORCHINDUCTOR_VEC_ISA_OK is set;
+a compiler that cannot build for them makes the compile fail, and training goes on eagerly.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 CACHE_ENV = "BNNAMES_CACHE_DIR"
 TORCH_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # the one setting torch reads its compile cache folder from
 MIN_FREE_BYTES = 64 << 20  # a compiled step takes a few MB; below this the disk counts as full
-CHECKED = "vector-isa-checked"  # marker: a compiled step built with this cache ran on this machine
+VEC_ISA_ENV = "TORCHINDUCTOR_VEC_ISA_OK"  # the user's own answer to torch's probe, when set
 
 
 def cache_root(env: Mapping[str, str], platform: str = sys.platform, home: Path | None = None) -> Path:
@@ -80,8 +81,7 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
         return
     before = os.environ.get(TORCH_CACHE_ENV)
     os.environ[TORCH_CACHE_ENV] = str(folder)
-    checked = folder / CHECKED
-    trust_cpu = inductor_config.patch({"cpp.vec_isa_ok": True}) if checked.exists() else nullcontext()
+    trust_cpu = nullcontext() if VEC_ISA_ENV in os.environ else inductor_config.patch({"cpp.vec_isa_ok": True})
     try:
         with trust_cpu:
             yield
@@ -90,5 +90,3 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
             os.environ.pop(TORCH_CACHE_ENV, None)
         else:
             os.environ[TORCH_CACHE_ENV] = before
-    with suppress(OSError):  # reached only when the block (the first compiled call) ran
-        checked.touch()  # without it, the next run probes again
