@@ -100,8 +100,9 @@ def train_figures(data: Path, workdir: Path, runs: int, steps: int | None) -> tu
 
 
 def wavenet_process_figures(data: Path, workdir: Path, runs: int, steps: int) -> list[Figure]:
-    """`--preset wavenet --steps N` with the reference loop and the compiled step, alternated, warm."""
-    env = {**os.environ, CACHE_ENV: tempfile.mkdtemp(prefix="cache-", dir=workdir)}
+    """`--preset wavenet --steps N` with the reference loop and the compiled step, alternated, warm
+    (the user's compile cache, filled first by an 8-step run if need be)."""
+    env = dict(os.environ)
     ckpt = workdir / "wavenet.safetensors"
     options = ["--preset", "wavenet", "--steps", str(steps), "--engine"]
     _timed(_train_cmd(data, ckpt, *options, "compiled", "--steps", "8"), env)  # fills the cache
