@@ -8,6 +8,7 @@ Linear, or a BatchNorm after it as in the lecture's deep MLP).
 The step keeps every activation as a 2-D (rows, C) matrix, rows = B * T: a (B, T, C) tensor
 read row by row. Merging neighbours is then only a reshape, and BatchNorm over batch and time
 is BatchNorm over the rows.
+
 `plan_of(model)` returns None for anything else; the caller then uses the reference loop.
 """
 
