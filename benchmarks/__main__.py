@@ -13,8 +13,9 @@ import torch
 
 from benchmarks.inference import inference_figures
 from benchmarks.measure import table
-from benchmarks.process import startup_figures, train_figures
+from benchmarks.process import startup_figures, train_figures, wavenet_process_figures
 from benchmarks.step import step_figures
+from benchmarks.wavenet import wavenet_figures
 from bnnames.data import load_dataset
 
 
@@ -25,15 +26,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="whole training processes of each kind (cold, warm)")
     parser.add_argument("--rounds", type=int, default=9, help="rounds of the in-process measurements")
     parser.add_argument("--steps", type=int, default=None, help="shorter training runs, for a quick try")
+    parser.add_argument("--wavenet-steps", type=int, default=20_000, help="steps of the wavenet processes")
+    parser.add_argument("--only", choices=("all", "default", "wavenet"), default="all", help="which model's figures")
     args = parser.parse_args()
     load_before = os.getloadavg()
     x, y = load_dataset(args.data, 42, 3).examples("train")
     vocab = int(max(x.max(), y.max())) + 1
-    figures = step_figures(x, y, vocab, args.rounds)
+    figures, losses = [], []
     with tempfile.TemporaryDirectory(prefix="bnnames-bench-") as workdir:
-        trained, checkpoint, losses = train_figures(args.data.resolve(), Path(workdir), args.runs, args.steps)
-        figures += trained + inference_figures(checkpoint, args.rounds)
-    figures += startup_figures(10)
+        if args.only in ("all", "default"):
+            figures += step_figures(x, y, vocab, args.rounds)
+            trained, checkpoint, losses = train_figures(args.data.resolve(), Path(workdir), args.runs, args.steps)
+            figures += trained + inference_figures(checkpoint, args.rounds) + startup_figures(10)
+        if args.only in ("all", "wavenet"):
+            figures += wavenet_figures(str(args.data), args.rounds)
+            figures += wavenet_process_figures(args.data.resolve(), Path(workdir), args.runs, args.wavenet_steps)
     report = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),

@@ -13,6 +13,7 @@ from bnnames.config import ModelConfig, TrainConfig
 from bnnames.model import create_model
 from bnnames.runtime import THREADS, num_threads
 from bnnames.training.engines import Trainer, make_trainer
+from bnnames.training.loop import Reporter
 
 
 def _engines(x: torch.Tensor, y: torch.Tensor, vocab: int) -> dict[str, Callable[[int], None]]:
@@ -22,15 +23,18 @@ def _engines(x: torch.Tensor, y: torch.Tensor, vocab: int) -> dict[str, Callable
         config = dataclasses.replace(TrainConfig(), engine=name)
         generator = torch.Generator().manual_seed(config.seed)
         model = create_model(ModelConfig(), vocab, generator)
-        engines[name] = _runner(make_trainer(model, config, torch.device("cpu")), x, y, generator)
+        engines[name] = runner(make_trainer(model, config, torch.device("cpu")), x, y, generator)
     return engines
 
 
-def _runner(trainer: Trainer, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> Callable[[int], None]:
+def runner(
+    trainer: Trainer, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, on_report: Reporter | None = None
+) -> Callable[..., None]:
+    """run(n, report_every=100): train n more steps, reporting losses to `on_report`."""
     done = [0]
 
-    def run(n: int) -> None:
-        done[0] = trainer(x, y, generator, done[0], done[0] + n)
+    def run(n: int, report_every: int = 100) -> None:
+        done[0] = trainer(x, y, generator, done[0], done[0] + n, on_report, report_every=report_every)
 
     return run
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from bnnames.runtime import num_threads
 from bnnames.training.engines import make_trainer, resolve_engine
 from bnnames.training.fast import engine as fast_engine
 from bnnames.training.fast.batches import BatchDraws
+from bnnames.training.fast.cache import compile_cache_folder
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of
 from bnnames.training.loop import train_steps
@@ -35,9 +38,20 @@ def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> No
     assert torch.equal(generator.get_state(), replay.get_state())
 
 
-def _run(trainer_for, x, y, vocab, stops: list[int]):  # type: ignore[no-untyped-def]
-    """Train 0 -> stops[-1] in segments ending at `stops`, a fresh trainer each (as a resumed process)."""
-    model, generator = fresh(ModelConfig(), vocab)
+MLP = ModelConfig()
+WAVENET = ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_embd=4, n_hidden=16)  # small: a short compile
+
+
+def _run(trainer_for, x, y, vocab, stops: list[int], config: ModelConfig = MLP, into=None):  # type: ignore[no-untyped-def]
+    """Train 0 -> stops[-1] in segments ending at `stops`, a trainer each (as a resumed process).
+
+    `into`: train this model from the fresh start instead of a new one (its tensors are overwritten
+    in place), so that one compiled trainer of it serves every run of a test.
+    """
+    model, generator = fresh(config, vocab)
+    if into is not None:
+        into.load_state_dict(model.state_dict())
+        model = into
     losses: list[tuple[int, float]] = []
     start = 0
     for stop in stops:
@@ -45,17 +59,14 @@ def _run(trainer_for, x, y, vocab, stops: list[int]):  # type: ignore[no-untyped
     return state(model, generator), losses
 
 
+@pytest.mark.parametrize("config", [MLP, WAVENET], ids=["mlp", "wavenet"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_segments_and_resumes_are_bit_identical_to_one_run(names_path, compiled: bool) -> None:
-    x, y, vocab = train_split(names_path)
-    trainers: dict[int, FastTrainer] = {}
-
-    def trainer_for(model):  # type: ignore[no-untyped-def]
-        # one compiled trainer per model: compiling once per test keeps it fast
-        return trainers.setdefault(id(model), FastTrainer(model, plan_of(model), SHORT, compiled=compiled))
-
-    whole, losses = _run(trainer_for, x, y, vocab, [100])
-    split, split_losses = _run(trainer_for, x, y, vocab, [3, 37, 40, 61, 100])  # unaligned stops
+def test_segments_and_resumes_are_bit_identical_to_one_run(names_path, compiled: bool, config: ModelConfig) -> None:
+    x, y, vocab = train_split(names_path, config.block_size)
+    model = build_model(config, vocab)
+    trainer = FastTrainer(model, plan_of(model), SHORT, compiled=compiled)  # one compile (or load) per test
+    whole, losses = _run(lambda m: trainer, x, y, vocab, [100], config, into=model)
+    split, split_losses = _run(lambda m: trainer, x, y, vocab, [3, 37, 40, 61, 100], config, into=model)  # unaligned
     assert_equal_states(whole, split)
     assert losses == split_losses
 
@@ -74,10 +85,23 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
     losses: list[tuple[int, float]] = []
     trainer(x, y, generator, 0, 100, record(losses))
     assert not any("failed" in n for n in notes), notes
+    assert any(compile_cache_folder(os.environ).rglob("*.so"))  # the compiled step outlives /tmp
     assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses[99::100])) < 1e-5
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert torch.equal(generator.get_state(), ref_gen.get_state())
+
+
+def test_another_alphabet_size_loads_the_compiled_step_instead_of_compiling(names_path) -> None:
+    """The vocabulary's dimensions are symbolic: a names file with 4 more characters compiles nothing
+    (neither a new graph nor an inductor compile: the step compiled for the first size serves it)."""
+    counters = torch._dynamo.utils.counters
+    x, y, vocab = train_split(names_path)
+    for size in (vocab, vocab + 4):  # the first compiles (or loads) the step, the second reuses it
+        graphs, misses = counters["stats"]["unique_graphs"], counters["inductor"]["fxgraph_cache_miss"]
+        model, generator = fresh(ModelConfig(), size)
+        FastTrainer(model, plan_of(model), SHORT, compiled=True)(x, y, generator, 0, 8)
+    assert counters["stats"]["unique_graphs"] == graphs and counters["inductor"]["fxgraph_cache_miss"] == misses
 
 
 def test_a_failed_compile_falls_back_to_the_eager_step_and_says_so_once(names_path, monkeypatch) -> None:

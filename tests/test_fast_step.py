@@ -1,4 +1,5 @@
-"""The hand-derived step against autograd: loss, gradients, and 100 steps against `train_steps`."""
+"""The hand-derived step against autograd: loss, gradients, and 100 steps against `train_steps`
+(the MLP family and the wavenet: merges of neighbours, BatchNorm over batch and time)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnnames.config import ModelConfig
+from bnnames.config import ModelConfig, preset
 from bnnames.model import BatchNorm, Tanh, build_model
 from bnnames.runtime import num_threads
 from bnnames.training.fast.engine import FastTrainer
@@ -21,6 +22,12 @@ CONFIGS = {
     "no-norm": ModelConfig(norm="none"),
     "deep": ModelConfig(n_layers=3, n_hidden=64, n_embd=6, block_size=4),
     "deep-lecture-no-eps": ModelConfig(n_layers=2, n_hidden=48, bn_style="lecture", bn_momentum=0.1),
+    # BatchNorm over batch and time (B * T rows), FlattenConsecutive before every layer
+    "wavenet": preset("wavenet")[0],
+    "wavenet-lecture-deep": ModelConfig(
+        arch="wavenet", block_size=16, n_layers=4, n_embd=5, n_hidden=12, bn_style="lecture", bn_momentum=0.1
+    ),
+    "wavenet-no-norm": ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_hidden=16, norm="none"),
 }
 
 
@@ -48,7 +55,9 @@ def test_loss_and_gradients_equal_autograd_in_float64(name: str) -> None:
         torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=pname)
 
 
-@pytest.mark.parametrize("name", ["default", "lecture", "no-norm", "deep", "bn-on-logits"])
+@pytest.mark.parametrize(
+    "name", ["default", "lecture", "no-norm", "deep", "bn-on-logits", "wavenet-lecture-deep", "wavenet-no-norm"]
+)
 def test_hundred_eager_steps_follow_the_reference_loop(names_path, name: str) -> None:
     """Same losses to 1e-5 at every step, same parameters and BatchNorm buffers to float tolerance."""
     config = CONFIGS.get(name, CONFIGS["deep"])
@@ -68,6 +77,31 @@ def test_hundred_eager_steps_follow_the_reference_loop(names_path, name: str) ->
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert torch.equal(generator.get_state(), ref_gen.get_state())  # the same batches were drawn
+
+
+def test_the_wavenet_preset_follows_the_reference_for_a_thousand_steps(names_path) -> None:
+    """Issue 10's bar: the same losses as the reference within 1e-4 over the first 1,000 steps."""
+    config, train = preset("wavenet")
+    x, y, vocab = train_split(names_path, config.block_size)
+    reference, ref_gen = fresh(config, vocab)
+    ref_losses: list[tuple[int, float]] = []
+    with num_threads(1):
+        train_steps(reference, x, y, train, ref_gen, 0, 1000, record(ref_losses), report_every=1)
+    model, generator = fresh(config, vocab)
+    losses: list[tuple[int, float]] = []
+    FastTrainer(model, plan_of(model), train, compiled=False)(x, y, generator, 0, 1000, record(losses), report_every=1)
+    assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses)) < 1e-4
+    assert len(losses) == len(ref_losses) == 1000
+
+
+def test_a_merge_refuses_a_context_it_does_not_divide_as_the_model_does() -> None:
+    model = build_model(ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_hidden=8), 27).train()
+    ctx, target = torch.zeros(8, 6, dtype=torch.long), torch.zeros(8, dtype=torch.long)  # T = 6: 3 pairs, then 1.5
+    with pytest.raises(RuntimeError):
+        model(ctx)
+    params, _ = state_of(model)
+    with pytest.raises(RuntimeError):
+        forward_backward(plan_of(model), params, ctx, target)
 
 
 def test_supports_the_mlp_family_and_nothing_else() -> None:

@@ -35,6 +35,8 @@ from tests.helpers import (
 from tests.test_errors_checkpoint import edit_json_meta
 
 REGULARISED = ModelConfig(dropout=0.2, n_layers=2, n_hidden=64)  # two dropout layers: the draw order matters
+# dropout over (B, T, C) activations between merges: the fast step reads its mask as (B * T, C) rows
+WAVENET = ModelConfig(arch="wavenet", block_size=8, n_layers=3, n_embd=6, n_hidden=16, dropout=0.2, gain=1.0)
 DECAYED = dataclasses.replace(SHORT, weight_decay=0.01)  # large enough to move the weights visibly in 100 steps
 
 # SHA-256 (first 16 hex digits) of the state after 300 steps at commit 8707d77, before these options
@@ -110,10 +112,11 @@ def _masks_like_the_model(plan, generator, batch):  # type: ignore[no-untyped-de
     return [draw_keep((batch, spec.width), spec.p, generator) for spec in plan.dropouts]
 
 
-def test_fast_backward_with_dropout_equals_autograd_in_float64():
-    model, generator = fresh(REGULARISED, 27, seed=3)
+@pytest.mark.parametrize("config", [REGULARISED, WAVENET], ids=["mlp", "wavenet"])
+def test_fast_backward_with_dropout_equals_autograd_in_float64(config):
+    model, generator = fresh(config, 27, seed=3)
     model = model.double().train()
-    ctx = torch.randint(0, 27, (32, 3), generator=generator)
+    ctx = torch.randint(0, 27, (32, config.block_size), generator=generator)
     target = torch.randint(0, 27, (32,), generator=generator)
     twin = torch.Generator().set_state(generator.get_state())
     loss = F.cross_entropy(model(ctx, generator), target)
@@ -127,11 +130,12 @@ def test_fast_backward_with_dropout_equals_autograd_in_float64():
     assert torch.equal(twin.get_state(), generator.get_state())  # the same numbers were drawn
 
 
-def test_fast_steps_with_decay_and_dropout_equal_the_reference_in_float64(names_path):
+@pytest.mark.parametrize("config", [REGULARISED, WAVENET], ids=["mlp", "wavenet"])
+def test_fast_steps_with_decay_and_dropout_equal_the_reference_in_float64(names_path, config):
     """Whole steps (draws, masks, backward, decayed update) against autograd, to float64 rounding."""
-    x, y, vocab = train_split(names_path)
-    reference, ref_gen = fresh(REGULARISED, vocab)
-    model, generator = fresh(REGULARISED, vocab)
+    x, y, vocab = train_split(names_path, config.block_size)
+    reference, ref_gen = fresh(config, vocab)
+    model, generator = fresh(config, vocab)
     reference, model = reference.double(), model.double()
     train_steps(reference, x, y, DECAYED, ref_gen, 0, 5)
     FastTrainer(model, plan_of(model), DECAYED, compiled=False)(x, y, generator, 0, 5)

@@ -23,7 +23,7 @@ from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of
 from bnnames.training.loop import train_steps
 
-# trainer(x, y, generator, start, stop, on_report=None, should_stop=...) -> steps done, as train_steps
+# trainer(x, y, generator, start, stop, on_report=None, report_every=100, should_stop=...) -> steps done, as train_steps
 Trainer = Callable[..., int]
 
 
@@ -54,8 +54,8 @@ def make_trainer(
     engine = resolve_engine(config.engine, model, config, device)
     if engine == "reference":
 
-        def reference(x, y, generator, start, stop, on_report=None, should_stop=lambda: False):  # type: ignore
-            return train_steps(model, x, y, config, generator, start, stop, on_report, should_stop=should_stop)
+        def reference(x, y, generator, start, stop, on_report=None, report_every=100, should_stop=lambda: False):  # type: ignore
+            return train_steps(model, x, y, config, generator, start, stop, on_report, report_every, should_stop)
 
         return reference
     plan = plan_of(model)

@@ -1,18 +1,25 @@
 """What the hand-derived step knows about a model: its layers, in order, as a `Plan`.
 
-The fast step covers Embedding -> Flatten -> any sequence of Linear (with or without bias),
-BatchNorm over 2-D activations (paper or lecture arithmetic), tanh and dropout; the last layer's output
-is the logits (a Linear, or a BatchNorm after it as in the lecture's deep MLP).
+The fast step covers Embedding -> any sequence of Flatten, FlattenConsecutive (the wavenet's
+merge of neighbours), Linear (with or without bias), BatchNorm (paper or lecture arithmetic,
+over the batch, or over batch and time), tanh and dropout; the last layer's output is the
+logits (a Linear, or a BatchNorm after it as in the lecture's deep MLP).
+
+The step keeps every activation as a 2-D (rows, C) matrix, rows = B * T: a (B, T, C) tensor
+read row by row. Merging neighbours is then only a reshape, and BatchNorm over batch and time
+is BatchNorm over the rows.
+
 `plan_of(model)` returns None for anything else; the caller then uses the reference loop.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, Linear, NamesModel, Tanh
+from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, FlattenConsecutive, Linear, NamesModel, Tanh
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,17 @@ class TanhSpec:
 @dataclass(frozen=True)
 class DropoutSpec:
     p: float
-    width: int  # features of the (B, width) activations it masks
+    width: int  # values per example it masks: positions x features (its (B, T, C) activations read as (B, T * C))
 
 
-Spec = LinearSpec | NormSpec | TanhSpec | DropoutSpec
+@dataclass(frozen=True)
+class MergeSpec:
+    """Concatenate each `n` consecutive positions: (B * T, C) -> (B * T / n, n * C); None: all T (Flatten)."""
+
+    n: int | None
+
+
+Spec = LinearSpec | NormSpec | TanhSpec | DropoutSpec | MergeSpec
 
 
 @dataclass(frozen=True)
@@ -61,12 +75,16 @@ class Plan:
 def plan_of(model: NamesModel) -> Plan | None:
     """The step's view of `model`, or None when the fast step does not cover it."""
     layers = list(getattr(model, "layers", []))
-    if len(layers) < 3 or type(layers[0]) is not Embedding or type(layers[1]) is not Flatten:
+    if len(layers) < 3 or type(layers[0]) is not Embedding or type(layers[1]) not in (Flatten, FlattenConsecutive):
         return None
     specs: list[Spec] = []
-    index, norms, width = 1, 0, 0  # parameter 0 is the embedding table
-    for layer in layers[2:]:
-        if type(layer) is Linear:
+    index, norms, width = 1, 0, 0  # parameter 0 is the embedding table; width: the last Linear's outputs
+    for at, layer in enumerate(layers[1:], start=1):
+        if type(layer) is Flatten:
+            specs.append(MergeSpec(None))
+        elif type(layer) is FlattenConsecutive:
+            specs.append(MergeSpec(layer.n))
+        elif type(layer) is Linear:
             has_bias = layer.bias is not None
             specs.append(LinearSpec(index, index + 1 if has_bias else None))
             index += 2 if has_bias else 1
@@ -77,7 +95,8 @@ def plan_of(model: NamesModel) -> Plan | None:
         elif type(layer) is Tanh:
             specs.append(TanhSpec())
         elif type(layer) is Dropout and width:
-            specs.append(DropoutSpec(layer.p, width))
+            positions = math.prod(later.n for later in layers[at + 1 :] if type(later) is FlattenConsecutive)
+            specs.append(DropoutSpec(layer.p, positions * width))  # the merges still to come: its positions
         else:
             return None
     params = list(model.parameters())

@@ -9,8 +9,12 @@ Backward of BatchNorm (Ioffe & Szegedy 2015, section 3), with x_hat = (z - mu) /
     dz = (dx_hat - mean(dx_hat) - x_hat * sum_i(dx_hat_i x_hat_i) / n) / s
        = gain / s * (dy - dshift / m - x_hat * dgain / n)
 where s = sqrt(var + eps) with the biased variance and n = m (paper), or s = the unbiased
-std with n = m - 1 (the lecture's arithmetic); m is the batch size.
+std with n = m - 1 (the lecture's arithmetic); m is the number of rows normalised together:
+the batch size, or batch size x time positions in the wavenet (BatchNorm over batch and time).
 Dropout y = x * scale (scale = keep / (1 - p), drawn before the step) has dx = dy * scale.
+
+Activations are 2-D (rows, C) throughout (see `plan.py`): a merge of neighbours is a reshape
+forward and the inverse reshape backward.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.model import dropout_scale
-from bnnames.training.fast.plan import DropoutSpec, LinearSpec, NormSpec, Plan, TanhSpec
+from bnnames.training.fast.plan import DropoutSpec, LinearSpec, MergeSpec, NormSpec, Plan, TanhSpec
 
 Stats = list[tuple[torch.Tensor, torch.Tensor]]  # per BatchNorm: batch mean, batch var|std for the buffers
 
@@ -34,16 +38,19 @@ def forward_backward(
     """Loss, gradients (aligned with `params`) and BatchNorm batch statistics of one mini-batch.
 
     ctx (B, T) context ids, target (B,) next ids, keeps: one (B, width) bool mask per dropout
-    layer (`plan.dropouts`); nothing is modified.
+    layer (`plan.dropouts`), read row by row as its (rows, C) activations; nothing is modified.
     """
     m = ctx.shape[0]
     masks = iter(keeps)
     table = params[0]  # (vocab, E)
-    x = table[ctx].reshape(m, -1)  # (B, T*E)
+    x = table[ctx].reshape(-1, table.shape[1])  # (B*T, E): one row per position
     saved: list[object] = []
     stats: Stats = []
     for spec in plan.layers:
-        if isinstance(spec, LinearSpec):
+        if isinstance(spec, MergeSpec):
+            saved.append(x.shape)
+            x = _merge(x, m, spec.n)
+        elif isinstance(spec, LinearSpec):
             saved.append(x)
             x = x @ params[spec.weight] if spec.bias is None else torch.addmm(params[spec.bias], x, params[spec.weight])
         elif isinstance(spec, NormSpec):
@@ -51,7 +58,7 @@ def forward_backward(
             saved.append((x_hat, inv))
             stats.append((mean, spread))
         elif isinstance(spec, DropoutSpec):
-            scale = dropout_scale(next(masks), spec.p, x.dtype)  # (B, width)
+            scale = dropout_scale(next(masks), spec.p, x.dtype).reshape(x.shape)  # (B, T * C) -> (B * T, C)
             x = x * scale
             saved.append(scale)
         else:
@@ -63,7 +70,9 @@ def forward_backward(
     d = d.mul_(1 / m)  # dloss/dlogits (B, vocab)
     grads: list[torch.Tensor | None] = [None] * len(params)
     for spec, keep in zip(reversed(plan.layers), reversed(saved)):
-        if isinstance(spec, LinearSpec):
+        if isinstance(spec, MergeSpec):
+            d = d.reshape(keep)  # back to the rows before the merge
+        elif isinstance(spec, LinearSpec):
             grads[spec.weight] = keep.t() @ d  # (fan_in, fan_out)
             if spec.bias is not None:
                 grads[spec.bias] = d.sum(0)
@@ -72,8 +81,9 @@ def forward_backward(
             x_hat, inv = keep
             dgain = grads[spec.gain] = (d * x_hat).sum(0)
             dshift = grads[spec.shift] = d.sum(0)
-            n = m - 1 if spec.lecture else m  # with dx_hat = gain * d: mean(dx_hat) = gain * dshift / m
-            d = torch.addcmul(d - dshift / m, x_hat, dgain, value=-1 / n) * (params[spec.gain] * inv)
+            rows = d.shape[0]  # B, or B * T: the values each feature's statistics are taken over
+            n = rows - 1 if spec.lecture else rows  # with dx_hat = gain * d: mean(dx_hat) = gain * dshift / rows
+            d = torch.addcmul(d - dshift / rows, x_hat, dgain, value=-1 / n) * (params[spec.gain] * inv)
         elif isinstance(spec, DropoutSpec):
             d = d * keep  # keep: the scale the forward pass multiplied by
         else:
@@ -84,8 +94,19 @@ def forward_backward(
     return loss, grads, stats  # type: ignore[return-value]
 
 
+def _merge(x: torch.Tensor, batch: int, n: int | None) -> torch.Tensor:
+    """(B*T, C) -> (B*T/n, n*C), as FlattenConsecutive(n) on (B, T, C); n None: (B, T*C), as Flatten.
+
+    Reshaping through (B, T/n, n*C) refuses a T that n does not divide, as the model does.
+    """
+    if n is None:
+        return x.reshape(batch, -1)
+    channels = x.shape[1] * n
+    return x.reshape(batch, -1, channels).reshape(-1, channels)
+
+
 def _norm_forward(spec: NormSpec, z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Algorithm 1 on z (B, C): output, x_hat, 1/s, and the batch statistics for the buffers."""
+    """Algorithm 1 on z (rows, C): output, x_hat, 1/s, and the batch statistics for the buffers."""
     m = z.shape[0]
     mean = z.mean(0)  # (torch.var_mean is many times slower over the batch dimension at this size)
     centred = z - mean
