@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bnnames.config import Split, SplitChoice, Stats, check_choice, choices
+from bnnames.config import Split, SplitChoice, check_choice, choices
 from bnnames.errors import CheckpointError
 from bnnames.examples import Source, as_examples
 from bnnames.inference import count_rows, distinct_contexts, folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
 
 CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
 
@@ -73,11 +73,8 @@ def evaluate_checkpoint(
     """Loss on one split or on all three; `stats` None means calibrated when present, `weights`
     None the best ones when kept (see choose_weights)."""
     check_choice("split", split, SplitChoice)
-    if stats is not None:
-        check_choice("stats", stats, Stats)
     ckpt = load_checkpoint(path)
-    model, _ = choose_weights(ckpt, weights)
-    kind = model.choose_stats(stats)
+    model, kind = model_in_use(ckpt, weights, stats)
     dataset = dataset_for(ckpt, data)
     target = resolve_device(device)
     model = model.to(target)

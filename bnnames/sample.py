@@ -15,7 +15,7 @@ from bnnames.errors import CheckpointError, ConfigError
 from bnnames.inference import folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
 from bnnames.storage.header import short
 
 TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
@@ -175,8 +175,7 @@ def sample_checkpoint(
             f"(it knows {short(''.join(ckpt.vocab.chars), 80)})"
         )
     target = resolve_device(device)
-    model = choose_weights(ckpt, weights)[0].to(target)
-    model.choose_stats()
+    model = model_in_use(ckpt, weights)[0].to(target)
     exclude: frozenset[str] = frozenset()
     note = None
     if novel:

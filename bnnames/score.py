@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
-from bnnames.config import Split, Stats, check_choice, choices
+from bnnames.config import Split, choices
 from bnnames.data import Dataset, Vocab, name_examples
 from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint
+from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,8 @@ def score_checkpoint(
     """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use."""
     if not names:
         raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
-    if stats is not None:
-        check_choice("stats", stats, Stats)
     ckpt = load_checkpoint(path)
-    model, _ = choose_weights(ckpt, weights)
-    kind = model.choose_stats(stats)
+    model, kind = model_in_use(ckpt, weights, stats)
     dataset = dataset_for(ckpt, data)
     model = model.to(resolve_device(device))
     totals = score_names(model, ckpt.vocab, ckpt.model_config.block_size, names)

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from bnnames import __version__
-from bnnames.config import ModelConfig, TrainConfig, Weights, check_choice, from_json_dict, to_json_dict
+from bnnames.config import ModelConfig, Stats, TrainConfig, Weights, check_choice, from_json_dict, to_json_dict
 from bnnames.data import Dataset, Vocab, dataset_from_bytes, read_file_bytes
 from bnnames.errors import BnnamesError, CheckpointError, ConfigError, DataError
 from bnnames.model import BatchNorm, NamesModel, build_model
@@ -97,6 +97,15 @@ def choose_weights(ckpt: Checkpoint, weights: str | None = None) -> tuple[NamesM
             "the first evaluation): use --weights last"
         )
     return ckpt.best_model, kind
+
+
+def model_in_use(ckpt: Checkpoint, weights: str | None = None, stats: str | None = None) -> tuple[NamesModel, str]:
+    """The model that eval, sample and score run: the chosen weights (the best when kept) with the
+    chosen BatchNorm statistics (calibrated when present); and the statistics' name."""
+    if stats is not None:
+        check_choice("stats", stats, Stats)
+    model, _ = choose_weights(ckpt, weights)
+    return model, model.choose_stats(stats)
 
 
 def _state_tensors(model: NamesModel, prefix: str = "") -> dict[str, torch.Tensor]:
