@@ -34,6 +34,25 @@ def test_parameter_counts_match_the_lectures(name, norm, count):
     assert model(torch.zeros(4, preset(name)[0].block_size, dtype=torch.long)).shape == (4, 27)
 
 
+def test_the_best_preset_is_a_wider_wavenet_with_batch_norm_after_every_hidden_linear():
+    config, model = _model("best")
+    shape = (config.arch, config.block_size, config.n_layers, config.n_embd, config.n_hidden, config.dropout)
+    assert shape == ("wavenet", 8, 3, 80, 448, 0.1)
+    linears = [m for m in model.layers if isinstance(m, Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(160, 448), (896, 448), (896, 448), (448, 27)]
+    # BatchNorm right after each hidden Linear (which then has no bias), none on the logits
+    layers = list(model.layers)
+    after = [layers[layers.index(m) + 1] for m in linears[:-1]]
+    assert all(isinstance(m, BatchNorm) for m in after) and len(model.batch_norms()) == 3
+    assert all(m.bias is None for m in linears[:-1])
+    assert (
+        sum(p.numel() for p in model.parameters()) == 27 * 80 + 160 * 448 + 2 * 896 * 448 + 3 * 2 * 448 + 448 * 27 + 27
+    )
+    assert model(torch.zeros(4, 8, dtype=torch.long)).shape == (4, 27)
+    train = preset("best")[1]
+    assert (train.schedule, train.patience, train.steps, train.batch_size) == ("plateau", 10, 180_000, 32)
+
+
 def test_flatten_consecutive_merges_neighbour_pairs():
     x = torch.arange(2 * 8 * 3).reshape(2, 8, 3)
     out = FlattenConsecutive(2)(x)  # (2, 4, 6): characters (0,1), (2,3), ...

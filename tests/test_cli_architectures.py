@@ -14,7 +14,11 @@ from bnnames.diagnostics.recording import load_recording, sidecar_path
 from bnnames.storage.checkpoint import load_checkpoint
 from tests.helpers import cli
 
-SHAPES = {"wavenet": ["--n-embd", "4", "--n-hidden", "8"], "deep": ["--n-hidden", "8"]}
+SHAPES = {
+    "wavenet": ["--n-embd", "4", "--n-hidden", "8"],
+    "deep": ["--n-hidden", "8"],
+    "best": ["--n-embd", "4", "--n-hidden", "8"],
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -41,7 +45,7 @@ def _tensors(path):
     return load_checkpoint(path).model.state_dict()
 
 
-@pytest.mark.parametrize("arch", ["wavenet", "deep"])
+@pytest.mark.parametrize("arch", ["wavenet", "deep", "best"])
 @pytest.mark.parametrize("norm", ["batch", "none"])
 def test_every_verb_works_and_resume_is_exact(tmp_path, small_names, arch, norm):
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
@@ -49,7 +53,7 @@ def test_every_verb_works_and_resume_is_exact(tmp_path, small_names, arch, norm)
     train(small_names, part, arch, norm, "--steps", "15")  # as if stopped at step 15
     cli("train", "--resume", "-c", part, "--steps", "30", "--device", "cpu")
     ckpt = load_checkpoint(part)
-    assert ckpt.model_config.arch == ("wavenet" if arch == "wavenet" else "mlp") and ckpt.model_config.norm == norm
+    assert ckpt.model_config.arch == ("mlp" if arch == "deep" else "wavenet") and ckpt.model_config.norm == norm
     expected = _tensors(whole)
     assert all(torch.equal(expected[k], v) for k, v in _tensors(part).items())
 
@@ -62,6 +66,9 @@ def test_every_verb_works_and_resume_is_exact(tmp_path, small_names, arch, norm)
     names = cli("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
     assert len(names) == 5 and all(names)
     assert names == cli("sample", "-c", whole, "-n", "5", "--seed", "3").stdout.splitlines()
+    (scored,) = json.loads(cli("score", "Zoë", "--json", "-c", whole).stdout)
+    assert scored["name"] == "Zoë" and math.isfinite(scored["loss"]) and scored["loss"] > 0
+    assert "saturated" in cli("diagnose", "-c", whole, "--out", tmp_path / "plots").stdout
 
 
 @pytest.mark.parametrize(("arch", "engine"), [("wavenet", "reference"), ("wavenet", "eager"), ("deep", "eager")])
