@@ -88,6 +88,15 @@ class BatchNorm(nn.Module):
         self.register_buffer("calibrated_mean", mean.detach().to(self.running_mean).clone())
         self.register_buffer(f"calibrated_{self.spread}", spread.detach().to(self.running_mean).clone())
 
+    def drop_calibration(self) -> bool:
+        """Forget calibrated statistics (they describe weights that training then changed); True if any."""
+        had = self.has_calibration()
+        for name in ("calibrated_mean", f"calibrated_{self.spread}"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.use_calibrated = False
+        return had
+
     @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, spread: torch.Tensor, count: int) -> None:
         if self.style == "paper":

@@ -21,7 +21,7 @@ from bnnames.diagnostics.recording import open_recorder
 from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
-from bnnames.model import BatchNorm, build_model, create_model
+from bnnames.model import build_model, create_model
 from bnnames.runtime import THREADS, num_threads, resolve_device, step_work
 from bnnames.schedule import Curve, Point, trainer_config
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
@@ -157,7 +157,7 @@ def _train(
         if step > first and (validator.due(step) or step == config.steps):  # between segments: every engine
             if validator.evaluate(model, step, config) == "decay":  # from the best weights, at lr * decay
                 model.load_state_dict(validator.best.state_dict())  # in place: the trainers keep their tensors
-                trainer = make_trainer(model, trainer_config(config, validator.curve), device)  # (no recompile)
+                trainer = make_trainer(model, trainer_config(config, validator.curve), device, progress.note)
             progress.evaluated(validator.curve.points[-1], validator.curve.best)
         if request.sample_every and step % request.sample_every == 0 and step > first:
             progress.samples(step, preview(model, dataset, step, device))
@@ -255,25 +255,15 @@ def _resume_checkpoint(request: TrainRequest, progress: Progress) -> Checkpoint:
         ckpt = dataclasses.replace(ckpt, train_config=dataclasses.replace(ckpt.train_config, steps=steps))
     if steps > ckpt.step and not ckpt.curve.stopped:  # a run the plateau schedule ended stays ended
         ckpt = dataclasses.replace(ckpt, losses={})  # the old final losses no longer describe it
-        if _drop_calibration(ckpt.model):
+        weight_sets = [m for m in (ckpt.model, ckpt.best_model) if m is not None]  # calibrate may use either
+        dropped = [bn.drop_calibration() for m in weight_sets for bn in m.batch_norms()]  # every one, no short cut
+        if any(dropped):
             ckpt = dataclasses.replace(ckpt, calibration={})
             progress.note(
                 "the calibrated BatchNorm statistics were dropped (training changes the model): "
                 "run `bnnames calibrate` again when training is done"
             )
     return ckpt
-
-
-def _drop_calibration(model: torch.nn.Module) -> bool:
-    """Remove calibrated buffers, which describe the weights before training went on."""
-    dropped = False
-    for bn in (m for m in model.modules() if isinstance(m, BatchNorm)):
-        for name in ("calibrated_mean", f"calibrated_{bn.spread}"):
-            if hasattr(bn, name):
-                delattr(bn, name)
-                dropped = True
-        bn.use_calibrated = False
-    return dropped
 
 
 def _check_new_checkpoint(request: TrainRequest) -> None:

@@ -185,6 +185,21 @@ def test_calibrate_calibrates_the_chosen_weights_only(names, tmp_path):
     assert ckpt.calibration["weights"] == "best"
 
 
+def test_calibrated_best_weights_are_dropped_on_resume_and_the_run_goes_on_exactly(names, tmp_path):
+    """calibrate writes into the best weights; resuming past the decay (which reloads them) must not trip on it."""
+    whole = train(tmp_path / "whole.safetensors", names, **PLATEAU)
+    at = whole.curve.decayed_at - 37
+    split = train(tmp_path / "split.safetensors", names, stop_at=at, **PLATEAU).checkpoint
+    cli("calibrate", "-c", split)
+    progress = Quiet()
+    assert train(split, None, progress=progress).status == "done"
+    assert any("calibrated BatchNorm statistics were dropped" in n for n in progress.notes)
+    a, b = load_checkpoint(tmp_path / "whole.safetensors"), load_checkpoint(split)
+    assert not b.best_model.has_calibration() and b.calibration == {}
+    assert_same_run(a, b)
+    assert_same_watch(a, b)
+
+
 def test_a_decay_step_asks_for_the_fixed_schedule():
     assert resolve_configs("default", {})[1].schedule == "plateau"
     assert resolve_configs("default", {"decay_at": 500})[1].schedule == "fixed"

@@ -42,12 +42,13 @@ def train_steps(
     on `model.decayed_parameters()` only; at 0 nothing of it runs.
     """
     examples = as_examples(x, y)
+    n = len(examples)  # read once: a stream's length is a tensor element
     model.train()
     params = list(model.parameters())
     decayed = model.decayed_parameters() if config.weight_decay else []
     step = start
     while step < stop and not should_stop():
-        ix = torch.randint(0, len(examples), (config.batch_size,), generator=generator).to(examples.device)
+        ix = torch.randint(0, n, (config.batch_size,), generator=generator).to(examples.device)
         xb, yb = examples.gather(ix)  # (B, block_size), (B,): the rows x[ix], y[ix]
         logits = model(xb, generator)  # (B, vocab); the generator draws the dropout masks
         loss = F.cross_entropy(logits, yb)

@@ -65,5 +65,6 @@ def preview(model: NamesModel, dataset: Dataset, step: int, device: torch.device
     config = SampleConfig(count=SAMPLES_SHOWN, batch=SAMPLES_SHOWN)
     model.use_stats("running")
     names = sample_names(model, dataset.vocab, dataset.block_size, config, generator, device=device)
-    train, held_out = set(dataset.splits.get("train")), set(dataset.splits.get("val") + dataset.splits.get("test"))
+    splits = dataset.splits  # decodes the whole file: once per preview
+    train, held_out = set(splits.get("train")), set(splits.get("val") + splits.get("test"))
     return [(name, "train" if name in train else "val/test" if name in held_out else "new") for name in names]
