@@ -41,9 +41,16 @@ def split_loss(model: NamesModel, x: torch.Tensor | Source, y: torch.Tensor | No
     """Mean cross-entropy over the examples (x (N, T), y (N,), or `x` a stream) in eval mode,
     summed in float64: each distinct (context, target) row once, weighted by its count."""
     examples = as_examples(x, y)
-    pairs, counts = count_rows(examples, targets=True)  # (P, T + 1) distinct (context, target), (P,)
+    return counted_loss(model, *count_rows(examples, targets=True), chunk)
+
+
+@torch.inference_mode()
+def counted_loss(model: NamesModel, pairs: torch.Tensor, counts: torch.Tensor, chunk: int = CHUNK) -> float:
+    """Mean cross-entropy of a split given as its distinct (context, target) rows `pairs` (P, T + 1)
+    and how often each occurs, `counts` (P,) (`count_rows`): a run that measures the same split
+    again and again counts it once."""
     log_probs = target_log_probs(model, pairs[:, :-1], pairs[:, -1], chunk)  # (P,)
-    return -(log_probs * counts).sum().item() / len(examples)
+    return -(log_probs * counts).sum().item() / counts.sum().item()
 
 
 @torch.inference_mode()

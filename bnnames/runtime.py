@@ -9,7 +9,7 @@ it resumes bit-identical, as a CPU run does.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -67,10 +67,14 @@ def choose_device(name: str, work: int, cuda: bool, mps: bool) -> str:
     return name
 
 
-def resolve_device(name: str, work: int = 0) -> torch.device:
-    """The device for a command; `work` is a training step's (step_work). The verbs that only run a
-    trained model (eval, sample, calibrate, diagnose) pass none: `auto` keeps them on the CPU."""
-    device = torch.device(choose_device(name, work, torch.cuda.is_available(), torch.backends.mps.is_available()))
+def resolve_device(name: str, work: Callable[[], int] | None = None) -> torch.device:
+    """The device for a command; `work` counts a training step's multiply-adds (step_work), called
+    only where the choice depends on it (auto, with CUDA present): the count's first call costs
+    most of a second of imports. The verbs that only run a trained model (eval, sample, calibrate,
+    diagnose) pass none: `auto` keeps them on the CPU."""
+    cuda = torch.cuda.is_available()
+    amount = work() if work is not None and name == "auto" and cuda else 0
+    device = torch.device(choose_device(name, amount, cuda, torch.backends.mps.is_available()))
     if device.type == "cuda":
         deterministic_cuda()
     return device

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,7 +99,7 @@ def _locked_run(request: TrainRequest, progress: Progress, should_stop: Callable
         model_config, train_config = resolve_configs(request.preset or "default", dict(request.overrides))
         dataset = _fresh_dataset(request.data, request.checkpoint, train_config.split_seed, model_config.block_size)
         ckpt = _new_checkpoint(dataset, model_config, train_config)
-    work = step_work(ckpt.model_config, ckpt.vocab.size, ckpt.train_config.batch_size)
+    work = partial(step_work, ckpt.model_config, ckpt.vocab.size, ckpt.train_config.batch_size)
     return _train(ckpt, dataset, request, resolve_device(request.device, work), progress, should_stop, existed)
 
 

@@ -65,6 +65,21 @@ def test_without_work_auto_is_the_cpu():
     assert resolve_device("auto") == torch.device("cpu")
 
 
+def test_the_work_is_counted_only_when_the_choice_depends_on_it():
+    """Counting costs most of a second of imports: a named device, or auto without CUDA, skips it."""
+    counted = []
+
+    def work() -> int:
+        counted.append(True)
+        return 10**12
+
+    assert resolve_device("cpu", work) == torch.device("cpu")
+    assert counted == []
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto", work).type == expected
+    assert counted == ([True] if torch.cuda.is_available() else [])
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_asking_for_a_missing_gpu_is_one_line(tmp_path, small_names):
     fail_with(

@@ -38,6 +38,21 @@ def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> No
     assert torch.equal(generator.get_state(), replay.get_state())
 
 
+def test_a_segment_with_a_known_end_draws_nothing_past_it() -> None:
+    """A run's segments end at every evaluation: a block ending there has nothing to replay."""
+    x, y = torch.arange(1000).reshape(500, 2), torch.arange(500)
+    per_step = torch.Generator().manual_seed(5)
+    ix = torch.stack([torch.randint(0, 500, (4,), generator=per_step) for _ in range(10)])  # steps 3..12
+    generator = torch.Generator().manual_seed(5)
+    draws = BatchDraws(x, y, 4, generator, start=3, stop=13, block_steps=8)  # blocks [3, 8) and [8, 13)
+    got = [draws.take(s, 1) for s in range(3, 13)]
+    assert torch.equal(torch.cat([t for _, t, _ in got]), ix)
+    assert draws.block_end == 13
+    assert torch.equal(generator.get_state(), per_step.get_state())  # already where a per-step loop is
+    draws.sync(13)
+    assert torch.equal(generator.get_state(), per_step.get_state())
+
+
 MLP = ModelConfig()
 WAVENET = ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_embd=4, n_hidden=16)  # small: a short compile
 

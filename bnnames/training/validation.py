@@ -14,8 +14,9 @@ import torch
 
 from bnnames.config import SampleConfig, TrainConfig
 from bnnames.data import Dataset
-from bnnames.evaluate import split_loss
+from bnnames.evaluate import counted_loss
 from bnnames.examples import Source
+from bnnames.inference import count_rows
 from bnnames.model import NamesModel
 from bnnames.sample import sample_names
 from bnnames.schedule import Curve, Decision, Point, after, decide, trainer_config
@@ -31,6 +32,7 @@ class Validator:
 
     def __init__(self, every: int, val: Source, curve: Curve, best: NamesModel | None) -> None:
         self.every, self.val, self.curve, self.best = every, val, curve, best
+        self._rows: tuple[torch.Tensor, torch.Tensor] | None = None  # val's distinct rows and counts, once
 
     def due(self, step: int) -> bool:
         """A multiple of `every` not measured yet (a resumed run starts where one was)."""
@@ -49,7 +51,9 @@ class Validator:
         return (and note in the curve) the schedule's decision."""
         model.use_stats("running")
         lr = trainer_config(config, self.curve).lr_at(step - 1)  # the lr of the step just done
-        point = Point(step, split_loss(model, self.val), self.curve.smoothed_train, lr)
+        if self._rows is None:
+            self._rows = count_rows(self.val, targets=True)
+        point = Point(step, counted_loss(model, *self._rows), self.curve.smoothed_train, lr)
         best = self.curve.best
         if best is None or point.val < best.val:
             self.best = copy.deepcopy(model)  # weights and BatchNorm buffers, as they are now

@@ -21,7 +21,7 @@ from bnnames.model import draw_keep
 
 BLOCK_STEPS = 4096  # steps drawn per randint: 4096 x 32 indices = 1 MB, and one gather per block
 MASK_BLOCK_STEPS = 256  # with dropout: 256 x 32 x 200 bool masks = 1.6 MB per dropout layer
-# blocks end at multiples of BLOCK_STEPS, a multiple of the compiled chunk, so no chunk straddles two
+# blocks end at multiples of BLOCK_STEPS (or at the last step asked for: nothing is drawn ahead of it)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]  # ctx (S, B, T), target (S, B), keeps [(S, B, W)]
@@ -41,10 +41,12 @@ class BatchDraws:
         batch_size: int,
         generator: torch.Generator,
         start: int,
+        stop: int | None = None,
         block_steps: int = BLOCK_STEPS,
         dropouts: Sequence[tuple[float, int]] = (),
     ) -> None:
         self.examples, self.batch_size, self.generator = as_examples(x, y), batch_size, generator
+        self.stop = stop  # the last step asked for, if known: a block ends there
         self.dropouts = tuple(dropouts)
         self.block_steps = min(block_steps, MASK_BLOCK_STEPS) if self.dropouts else block_steps
         self._reset(start)
@@ -68,6 +70,8 @@ class BatchDraws:
     def _draw_block(self) -> None:
         self.block_start, self.block_state = self.block_end, self.generator.get_state()
         self.block_end = (self.block_start // self.block_steps + 1) * self.block_steps  # aligned ends
+        if self.stop is not None and self.block_start < self.stop:
+            self.block_end = min(self.block_end, self.stop)  # a segment's end: no draws to replay there
         steps = self.block_end - self.block_start
         ix, keeps = self._draw(steps)
         ctx, target = self.examples.gather(ix.to(self.examples.device))  # (steps * B, T), (steps * B,)
@@ -107,6 +111,8 @@ class BatchDraws:
         """
         if not self.block_start <= step <= self.block_end:
             raise ValueError(f"step {step} is outside the drawn block [{self.block_start}, {self.block_end}]")
+        if step == self.block_end:
+            return  # the generator is where the block's draws left it
         self.generator.set_state(self.block_state)
         ahead = step - self.block_start
         if ahead > 0:

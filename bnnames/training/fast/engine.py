@@ -106,7 +106,7 @@ class FastTrainer:
         """Run steps [start, stop) like `bnnames.training.loop.train_steps` and return the steps done."""
         self.model.train()
         dropouts = [(spec.p, spec.width) for spec in self.plan.dropouts]
-        draws = BatchDraws(x, y, self.config.batch_size, generator, start, dropouts=dropouts)
+        draws = BatchDraws(x, y, self.config.batch_size, generator, start, stop, dropouts=dropouts)
         params, buffers = state_of(self.model)
         step = start
         with torch.no_grad():
