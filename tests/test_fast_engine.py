@@ -12,11 +12,12 @@ from bnnames.errors import ConfigError
 from bnnames.model import build_model
 from bnnames.runtime import num_threads
 from bnnames.training.engines import make_trainer, resolve_engine
+from bnnames.training.fast import compiled
 from bnnames.training.fast import engine as fast_engine
 from bnnames.training.fast.batches import BatchDraws
 from bnnames.training.fast.cache import compile_cache_folder
 from bnnames.training.fast.engine import FastTrainer
-from bnnames.training.fast.plan import plan_of
+from bnnames.training.fast.plan import plan_of, state_of
 from bnnames.training.loop import train_steps
 from tests.helpers import SHORT, assert_equal_states, fresh, record, state, train_split
 
@@ -100,7 +101,7 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
     losses: list[tuple[int, float]] = []
     trainer(x, y, generator, 0, 100, record(losses))
     assert not any("failed" in n for n in notes), notes
-    assert any(compile_cache_folder(os.environ).rglob("*.so"))  # the compiled step outlives /tmp
+    assert any((compile_cache_folder(os.environ) / compiled.PACKAGES).glob("*.pt2"))  # it outlives /tmp
     assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses[99::100])) < 1e-5
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
@@ -108,25 +109,40 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
 
 
 def test_another_alphabet_size_loads_the_compiled_step_instead_of_compiling(names_path) -> None:
-    """The vocabulary's dimensions are symbolic: a names file with 4 more characters compiles nothing
-    (neither a new graph nor an inductor compile: the step compiled for the first size serves it)."""
-    counters = torch._dynamo.utils.counters
+    """The vocabulary's dimensions are symbolic: a names file with 4 more characters finds the
+    package compiled for the first size (same key) and runs it, compiling nothing."""
     x, y, vocab = train_split(names_path)
-    for size in (vocab, vocab + 4):  # the first compiles (or loads) the step, the second reuses it
-        graphs, misses = counters["stats"]["unique_graphs"], counters["inductor"]["fxgraph_cache_miss"]
+    notes: list[list[str]] = []
+    for size in (vocab, vocab + 4):  # the first compiles (or loads) the step, the second loads it
+        notes.append([])
         model, generator = fresh(ModelConfig(), size)
-        FastTrainer(model, plan_of(model), SHORT, compiled=True)(x, y, generator, 0, 8)
-    assert counters["stats"]["unique_graphs"] == graphs and counters["inductor"]["fxgraph_cache_miss"] == misses
+        trainer = FastTrainer(model, plan_of(model), SHORT, compiled=True, note=notes[-1].append)
+        trainer(x, y, generator, 0, 8)
+        assert trainer.native is not None
+    assert notes[1] == [], notes  # no "compiling the training step" the second time
+
+
+def test_the_package_key_follows_the_code_not_the_alphabet() -> None:
+    keys = {}
+    for size in (27, 31):
+        model = build_model(ModelConfig(), size)
+        params, buffers = state_of(model)
+        inputs = [torch.zeros(32, 3, dtype=torch.long), torch.zeros(32, dtype=torch.long), torch.tensor(0.1), *params]
+        keys[size] = compiled.step_key(plan_of(model), inputs, size, 0.0, dynamic=True)
+        assert compiled.step_key(plan_of(model), inputs, size, 0.0, dynamic=False) != keys[size]
+        assert compiled.step_key(plan_of(model), inputs, size, 1e-3, dynamic=True) != keys[size]
+    assert keys[27] == keys[31]
+    wider = build_model(ModelConfig(n_hidden=100), 27)
+    params, _ = state_of(wider)
+    inputs = [torch.zeros(32, 3, dtype=torch.long), torch.zeros(32, dtype=torch.long), torch.tensor(0.1), *params]
+    assert compiled.step_key(plan_of(wider), inputs, 27, 0.0, dynamic=True) != keys[27]
 
 
 def test_a_failed_compile_falls_back_to_the_eager_step_and_says_so_once(names_path, monkeypatch) -> None:
-    def no_compiler(fn, **options):  # type: ignore[no-untyped-def]
-        def call(*args):  # type: ignore[no-untyped-def]
-            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+    def no_compiler(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
 
-        return call
-
-    monkeypatch.setattr(fast_engine.torch, "compile", no_compiler)
+    monkeypatch.setattr(fast_engine, "native_step", no_compiler)
     x, y, vocab = train_split(names_path)
     notes: list[str] = []
     fallback, _ = _run(

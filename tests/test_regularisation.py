@@ -156,7 +156,7 @@ def test_three_hundred_fast_steps_follow_the_reference_loop(names_path, compiled
     model, generator = fresh(model_config, vocab)
     trainer = FastTrainer(model, plan_of(model), config, compiled=compiled)
     losses: list[tuple[int, float]] = []
-    for start, stop in [(0, 13), (13, 300)]:  # an unaligned stop: a partial compiled chunk, redrawn masks
+    for start, stop in [(0, 13), (13, 300)]:  # a stop mid-block: masks drawn again from there
         trainer(x, y, generator, start, stop, record(losses), report_every=1)
     assert [s for s, _ in losses] == list(range(1, 301))
     assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses)) < 1e-4

@@ -70,8 +70,8 @@ def unusable_because(folder: Path) -> str | None:
 
 
 @contextmanager
-def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
-    """Compile within this block with the lasting cache folder, or say once why not.
+def compile_cache(note: Callable[[str], None]) -> Iterator[Path | None]:
+    """Compile within this block with the lasting cache folder (yielded), or say once why not (None).
 
     torch reads the folder from an environment variable whenever it compiles; it is set only
     for this block and restored after, so a library caller's own setting is left alone.
@@ -83,7 +83,7 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
     reason = unusable_because(folder)
     if reason is not None:
         note(f"the compile cache {folder} cannot be used ({reason}): compiling without it (set {CACHE_ENV} to move it)")
-        yield
+        yield None
         return
     before = os.environ.get(TORCH_CACHE_ENV)
     os.environ[TORCH_CACHE_ENV] = str(folder)
@@ -93,7 +93,7 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[None]:
             if hasattr(codecache, "_HEADER_DIR") and hasattr(codecache, "_HEADER_LOCK_DIR"):  # torch's private names
                 headers.enter_context(patch.object(codecache, "_HEADER_DIR", str(folder / "headers")))
                 headers.enter_context(patch.object(codecache, "_HEADER_LOCK_DIR", str(folder / "headers" / "locks")))
-            yield
+            yield folder
     finally:
         if before is None:
             os.environ.pop(TORCH_CACHE_ENV, None)

@@ -128,34 +128,20 @@ def update_(
     grads: list[torch.Tensor],
     stats: Stats,
     lr: float | torch.Tensor,
-    active: torch.Tensor | None = None,
     weight_decay: float = 0.0,
 ) -> None:
     """SGD `p += -lr * grad` and the running-statistics update, in place.
 
     With `weight_decay`, the parameters `plan.decayed` also take the decoupled decay
     `-lr * weight_decay * p` (SGDW, as `bnnames.training.loop`); at 0 the step is unchanged.
-    `active` (a 0-d bool tensor) turns the whole step into a no-op when false: the compiled
-    path runs whole chunks of steps and masks the ones outside the requested range.
     """
     norms = [spec for spec in plan.layers if isinstance(spec, NormSpec)]
     if weight_decay:  # the step's direction: grad + weight_decay * p on the decayed parameters
         # (not torch.add(g, p, alpha=...): inductor in torch 2.13.0 compiles that one wrongly)
         grads = [g + weight_decay * p if i in plan.decayed else g for i, (p, g) in enumerate(zip(params, grads))]
-    if active is None:
-        torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
-        for spec, (mean, spread) in zip(norms, stats):
-            running_mean, running_spread, tracked = buffers[spec.buffers]
-            running_mean.mul_(1 - spec.momentum).add_(mean, alpha=spec.momentum)
-            running_spread.mul_(1 - spec.momentum).add_(spread, alpha=spec.momentum)
-            tracked.add_(1)
-        return
-    for p, g in zip(params, grads):
-        p.copy_(torch.where(active, p + -lr * g, p))
+    torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
     for spec, (mean, spread) in zip(norms, stats):
         running_mean, running_spread, tracked = buffers[spec.buffers]
-        running_mean.copy_(torch.where(active, running_mean * (1 - spec.momentum) + mean * spec.momentum, running_mean))
-        running_spread.copy_(
-            torch.where(active, running_spread * (1 - spec.momentum) + spread * spec.momentum, running_spread)
-        )
-        tracked.add_(active.to(tracked.dtype))
+        running_mean.mul_(1 - spec.momentum).add_(mean, alpha=spec.momentum)
+        running_spread.mul_(1 - spec.momentum).add_(spread, alpha=spec.momentum)
+        tracked.add_(1)

@@ -1,0 +1,165 @@
+"""The training step compiled ahead of time into a native library that later runs load, not rebuild.
+
+`torch.compile` keeps its compiled code between runs, but a warm start still imports the
+compiler (~2.3 s on the project's machine), traces the step again and loads the code (~2 s),
+and every call passes through guards and wrappers. Here the step is exported once
+(`torch.export`) and compiled by AOTInductor into a package (a `.pt2` file: a shared library
+and its metadata) in the lasting cache folder (`cache.py`). A later run loads it in
+milliseconds, without importing the compiler, and calls it straight from C++.
+
+One call is one SGD step, updating the parameters and BatchNorm buffers in place. Every step
+runs the same code, so a run split into segments, interrupted or resumed is bit-identical to an
+uninterrupted one.
+
+A package is found by a key of everything its code depends on: the plan, the inputs' shapes
+and dtypes, the weight decay, torch's version, the CPU's vector instructions and the source of
+the step. The vocabulary's dimensions are symbolic, so a names file with another alphabet loads
+the same package (should a model tie another dimension to the vocabulary, the step is compiled
+for that one vocabulary instead, which the key then holds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bnnames import model as model_module
+from bnnames.training.fast import plan as plan_module
+from bnnames.training.fast import step as step_module
+from bnnames.training.fast.cache import compile_cache, compile_cache_folder, unusable_because
+from bnnames.training.fast.plan import Plan
+from bnnames.training.fast.step import forward_backward, update_
+
+FORMAT = 1  # bump when the inputs' layout below changes
+PACKAGES = "steps"  # subfolder of the compile cache that holds the packages
+
+# one step: (ctx (B, T), target (B,), keeps [(B, W)], lr 0-d) -> loss 0-d, updating the state in place
+StepFn = Callable[[torch.Tensor, torch.Tensor, Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+class _Step(nn.Module):
+    """The step as a module over flat inputs (ctx, target, *keeps, lr, *params, *buffers), as
+    `torch.export` takes them; parameters and buffers are inputs it mutates, not its own state."""
+
+    def __init__(self, plan: Plan, keeps: int, params: int, norms: list[int], weight_decay: float) -> None:
+        super().__init__()
+        self.plan, self.keeps, self.params, self.norms, self.weight_decay = plan, keeps, params, norms, weight_decay
+
+    def forward(self, ctx: torch.Tensor, target: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        keeps, lr, rest = list(rest[: self.keeps]), rest[self.keeps], list(rest[self.keeps + 1 :])
+        params, flat = rest[: self.params], rest[self.params :]
+        buffers = [flat[sum(self.norms[:i]) : sum(self.norms[: i + 1])] for i in range(len(self.norms))]
+        loss, grads, stats = forward_backward(self.plan, params, ctx, target, keeps)
+        update_(self.plan, params, buffers, grads, stats, lr, self.weight_decay)
+        return loss
+
+
+def native_step(
+    plan: Plan,
+    params: list[torch.Tensor],
+    buffers: list[list[torch.Tensor]],
+    batch: tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]],
+    weight_decay: float,
+    note: Callable[[str], None],
+) -> StepFn:
+    """The compiled step for these tensors, loaded from the cache or compiled into it (with a note).
+
+    `batch` is one step's (ctx (B, T), target (B,), keeps [(B, W)]): only its shapes and dtypes are
+    read. Raises whatever the compile raises (no C++ compiler, an inductor limit): the caller
+    falls back to the eager step.
+    """
+    ctx, target, keeps = batch
+    lr = torch.tensor(0.0, dtype=params[0].dtype)
+    inputs = [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
+    vocab = params[0].shape[0]
+    folder = compile_cache_folder(os.environ) / PACKAGES
+    if unusable_because(folder) is None:  # (compile_cache says why not, if it comes to compiling)
+        for dynamic in (True, False):
+            path = folder / f"{step_key(plan, inputs, vocab, weight_decay, dynamic)}.pt2"
+            if path.exists():
+                try:
+                    return _bind(_load(path), params, buffers)
+                except Exception:  # noqa: BLE001 - a broken or foreign file: compile it again, over it
+                    note(f"the compiled step {path.name} in the cache could not be loaded: compiling it again")
+    note("compiling the training step for this CPU (seconds, once: later runs load it)")
+    module = _Step(plan, len(keeps), len(params), [len(norm) for norm in buffers], weight_decay)
+    with compile_cache(note) as lasting, warnings.catch_warnings():  # lasting: the folder, or None (said)
+        warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecation notices: not the user's
+        exported, dynamic = _export(module, inputs, vocab)
+        key = step_key(plan, inputs, vocab, weight_decay, dynamic)
+        return _bind(_compile(exported, folder if lasting else None, key), params, buffers)
+
+
+def _export(module: _Step, inputs: list[torch.Tensor], vocab: int) -> tuple[torch.export.ExportedProgram, bool]:
+    """The step's graph, with the vocabulary's dimensions symbolic (True) or, when the model ties
+    another size to the vocabulary (e.g. n_embd * block_size == vocab), static (False)."""
+    try:
+        return torch.export.export(module, tuple(inputs), dynamic_shapes=_shapes(inputs, vocab)), True
+    except torch._dynamo.exc.UserError:  # "constraints violated (vocab)"
+        return torch.export.export(module, tuple(inputs)), False
+
+
+def step_key(plan: Plan, inputs: Sequence[torch.Tensor], vocab: int, weight_decay: float, dynamic: bool) -> str:
+    """A name for the package that depends on everything the compiled code does (see the module doc)."""
+    shapes = [(tuple("V" if dynamic and s == vocab else s for s in t.shape), str(t.dtype)) for t in inputs]
+    files = (model_module.__file__, plan_module.__file__, step_module.__file__, __file__)
+    sources = b"".join(Path(str(f)).read_bytes() for f in files)
+    described = repr(
+        (FORMAT, plan, shapes, weight_decay, dynamic or vocab, torch.__version__, platform.machine(), _isa())
+    )
+    return hashlib.sha256(described.encode() + sources).hexdigest()[:32]
+
+
+def _isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's instruction set extensions: the package is built for every one of them, and would
+    crash on a CPU with fewer, as a cache folder shared between machines could offer it."""
+    try:
+        flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):  # not Linux: the best torch itself knows
+        flags = platform.processor()
+    return f"{torch.backends.cpu.get_cpu_capability()} {flags}"
+
+
+def _shapes(inputs: Sequence[torch.Tensor], vocab: int) -> tuple:
+    """torch.export's dynamic_shapes: the vocabulary's dimensions symbolic."""
+    dim = torch.export.Dim("vocab", min=2)
+    specs = [{i: dim for i, size in enumerate(t.shape) if size == vocab} or None for t in inputs]
+    return (specs[0], specs[1], tuple(specs[2:]))  # as _Step.forward takes them: ctx, target, *rest
+
+
+def _compile(exported: torch.export.ExportedProgram, folder: Path | None, key: str) -> Callable:
+    """Compile `exported` into the package `folder`/`key`.pt2, written whole (temp file, then a
+    rename, so two runs compiling at once never see half a file), and load it. Without a usable
+    folder the package goes to a temporary folder and is loaded from there."""
+    import torch._inductor  # here: only a compiling run imports the compiler
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".compiling-") as scratch:
+        package = torch._inductor.aoti_compile_and_package(exported, package_path=str(Path(scratch) / "step.pt2"))
+        if folder is None:
+            return _load(Path(package))  # loaded (extracted) before the temporary folder goes
+        os.replace(package, folder / f"{key}.pt2")
+    return _load(folder / f"{key}.pt2")
+
+
+def _load(path: Path) -> Callable:
+    """The package's run function: list of input tensors -> list of outputs."""
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+    return loader.run
+
+
+def _bind(run: Callable, params: list[torch.Tensor], buffers: list[list[torch.Tensor]]) -> StepFn:
+    """The step over these parameters and buffers (updated in place by each call)."""
+    state = [*params, *(b for norm in buffers for b in norm)]
+
+    def step(ctx: torch.Tensor, target: torch.Tensor, keeps: Sequence[torch.Tensor], lr: torch.Tensor) -> torch.Tensor:
+        return run([ctx, target, *keeps, lr, *state])[0]
+
+    return step
