@@ -1,25 +1,20 @@
 """Where compiled training steps are kept between runs: the user's cache folder, not /tmp.
 
-torch keeps its compiled code under the temporary folder by default, so a reboot (or a cleaned
-/tmp) makes the next run compile again, for many seconds. bnnames points torch at a folder
-that lasts instead:
+A reboot (or a cleaned /tmp) must not make the next run compile again, for many seconds, so
+the compiled steps (`compiled.py`, in `compiled/steps/`) and torch's own files of a compile
+(pointed there for the compile only) live in a folder that lasts:
 
 - $BNNAMES_CACHE_DIR when set (to move it, e.g. to a shared or a larger disk);
 - else the platform's cache folder: $XDG_CACHE_HOME/bnnames or ~/.cache/bnnames on Linux,
   ~/Library/Caches/bnnames on macOS, %LOCALAPPDATA%\\bnnames\\Cache on Windows.
 
 A cache folder that cannot be used (not creatable, not writable, full) never stops training:
-the caller hears one note and torch compiles with its own temporary cache.
+the caller hears one note and the step is compiled into a temporary folder.
 
-Before it compiles or loads, torch checks which vector instructions (AVX2, AVX-512) its C++
-compiler can build for, by building and loading probe libraries in child processes: about a
-second of CPU in every warm start. bnnames tells torch to trust the CPU's own flags instead
-(always, since the setting is part of the cache key), unless TORCHINDUCTOR_VEC_ISA_OK is set;
-a compiler that cannot build for them makes the compile fail, and training goes on eagerly.
-
-torch also keeps the precompiled C++ header of its generated code (~140 MB, ~4 s of CPU to
-build) under the temporary folder whatever its cache folder is; it goes into the lasting
-folder too, so a warm start after a reboot does not rebuild it.
+Before it compiles, torch checks which vector instructions (AVX2, AVX-512) its C++ compiler
+can build for, by building and loading probe libraries in child processes (about a second of
+CPU). bnnames tells torch to trust the CPU's own flags instead, unless TORCHINDUCTOR_VEC_ISA_OK
+is set; a compiler that cannot build for them makes the compile fail, and training goes on eagerly.
 """
 
 from __future__ import annotations
@@ -29,9 +24,8 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from unittest.mock import patch
 
 CACHE_ENV = "BNNAMES_CACHE_DIR"
 TORCH_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"  # the one setting torch reads its compile cache folder from
@@ -76,8 +70,7 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[Path | None]:
     torch reads the folder from an environment variable whenever it compiles; it is set only
     for this block and restored after, so a library caller's own setting is left alone.
     """
-    import torch._inductor.codecache as codecache  # here: only a compiling run pays these imports
-    import torch._inductor.config as inductor_config
+    import torch._inductor.config as inductor_config  # here: only a compiling run pays this import
 
     folder = compile_cache_folder(os.environ)
     reason = unusable_because(folder)
@@ -89,10 +82,7 @@ def compile_cache(note: Callable[[str], None]) -> Iterator[Path | None]:
     os.environ[TORCH_CACHE_ENV] = str(folder)
     trust_cpu = nullcontext() if VEC_ISA_ENV in os.environ else inductor_config.patch({"cpp.vec_isa_ok": True})
     try:
-        with trust_cpu, ExitStack() as headers:
-            if hasattr(codecache, "_HEADER_DIR") and hasattr(codecache, "_HEADER_LOCK_DIR"):  # torch's private names
-                headers.enter_context(patch.object(codecache, "_HEADER_DIR", str(folder / "headers")))
-                headers.enter_context(patch.object(codecache, "_HEADER_LOCK_DIR", str(folder / "headers" / "locks")))
+        with trust_cpu:
             yield folder
     finally:
         if before is None:
