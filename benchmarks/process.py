@@ -53,10 +53,11 @@ def other_alphabet(data: Path, folder: Path) -> Path:
 
 def train_figures(data: Path, workdir: Path, runs: int, steps: int | None) -> tuple[list[Figure], Path, list[str]]:
     """Cold runs each with an empty compile cache, then warm runs sharing the last one's cache;
-    then one warm run with a fresh temporary folder, and one on a names file of another alphabet."""
+    then one warm run with a fresh temporary folder, one on a names file of another alphabet, and
+    one with the reference loop (the notebook's formulation)."""
     ckpt = workdir / "bench.safetensors"
     extra = ["--steps", str(steps)] if steps else []
-    walls: dict[str, list[float]] = {"cold": [], "warm": [], "reboot": [], "alphabet": []}
+    walls: dict[str, list[float]] = {"cold": [], "warm": [], "reboot": [], "alphabet": [], "reference": []}
     cpus: dict[str, list[float]] = {kind: [] for kind in walls}
     peaks: list[float] = []
     losses: list[str] = []
@@ -68,12 +69,13 @@ def train_figures(data: Path, workdir: Path, runs: int, steps: int | None) -> tu
             names = other_alphabet(data, workdir) if kind == "alphabet" else data
             if kind == "reboot":  # torch's own caches live under the temporary folder: a new one
                 env["TMPDIR"] = tempfile.mkdtemp(prefix="tmp-", dir=workdir)
-            wall, peak, out, cpu = _timed(_train_cmd(names, ckpt, *extra), env)
+            engine = ["--engine", "reference"] if kind == "reference" else []  # the notebook's loop
+            wall, peak, out, cpu = _timed(_train_cmd(names, ckpt, *extra, *engine), env)
             walls[kind].append(wall)
             cpus[kind].append(cpu)
             peaks.append(peak)
             found = LOSSES.search(out)
-            if kind != "alphabet":
+            if kind not in ("alphabet", "reference"):  # the compiled default runs
                 losses.append(f"train {found[1]} / val {found[2]}" if found else "no losses printed")
     run = f"{steps or 200_000:,}-step default run"
     warm = statistics.median(walls["warm"])
@@ -93,6 +95,14 @@ def train_figures(data: Path, workdir: Path, runs: int, steps: int | None) -> tu
             cpus["alphabet"],
             baseline="warm",
             baseline_median=warm,
+        ),
+        _figure(
+            f"`bnnames train --engine reference`, {run} (the notebook's loop)", walls["reference"], cpus["reference"]
+        ),
+        Figure.of(
+            "speed-up of the default run, warm, over the notebook's loop, whole processes",
+            "x",
+            [r / statistics.median(walls["warm"]) for r in walls["reference"]],
         ),
         Figure.of("peak memory of a training process (max RSS)", "MB", peaks),
     ]

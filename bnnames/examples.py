@@ -34,6 +34,8 @@ class Examples:
     tokens: torch.Tensor  # (C,) the whole file's ids, each name followed by BOUNDARY; narrow dtype
     begin: torch.Tensor  # (M,) int64: where each of the split's names begins in `tokens`, split order
     first: torch.Tensor  # (M + 1,) int64: the index of each name's first example; first[M] = N
+    name_of: torch.Tensor  # (N,) int32: the name each example belongs to (4 bytes an example: a
+    # lookup ~35x faster than a binary search in `first`, which took ~2 us of every training step)
     block_size: int  # T
 
     @classmethod
@@ -42,7 +44,8 @@ class Examples:
         begin = starts[names]
         sizes = starts[names + 1] - begin  # (M,) characters + 1: a name's examples
         first = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
-        return cls(tokens, begin, first, block_size)
+        name_of = torch.repeat_interleave(torch.arange(len(names), dtype=torch.int32), sizes)
+        return cls(tokens, begin, first, name_of, block_size)
 
     def __len__(self) -> int:
         return int(self.first[-1])
@@ -57,11 +60,12 @@ class Examples:
         return int(self.tokens.max()) + 1
 
     def to(self, device: torch.device) -> Examples:
-        return Examples(self.tokens.to(device), self.begin.to(device), self.first.to(device), self.block_size)
+        moved = (t.to(device) for t in (self.tokens, self.begin, self.first, self.name_of))
+        return Examples(*moved, self.block_size)
 
     def gather(self, ix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Contexts x (B, T) and targets y (B,), int64, of the examples ix (B,) (on this device)."""
-        name = torch.searchsorted(self.first, ix, right=True) - 1  # (B,) which name each example is in
+        name = self.name_of[ix].long()  # (B,) which name each example is in
         return self._rows(name, ix - self.first[name])
 
     def chunks(self, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -70,10 +74,9 @@ class Examples:
         step = max(1, size * names // len(self))  # names a chunk
         for a in range(0, names, step):
             b = min(a + step, names)
-            name = torch.repeat_interleave(
-                torch.arange(a, b, device=self.device), self.first[a + 1 : b + 1] - self.first[a:b]
-            )
-            ix = torch.arange(int(self.first[a]), int(self.first[b]), device=self.device)
+            lo, hi = int(self.first[a]), int(self.first[b])
+            ix = torch.arange(lo, hi, device=self.device)
+            name = self.name_of[lo:hi].long()
             yield self._rows(name, ix - self.first[name])
 
     def _rows(self, name: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
@@ -12,6 +13,7 @@ from bnnames.cli.common import stderr
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
     from bnnames.schedule import Point
 
+RATE_WINDOW = 0.5  # seconds over which steps/s is measured (rich's own speed re-sums ~1,000 samples a call)
 EVALUATIONS_PER_LINE = 10  # plain lines: also every 10th evaluation (a plateau run may end long before 10% of --steps)
 MARKS = {"train": "[dim]train[/]", "val/test": "[cyan]val/test[/]", "new": "[green]new[/]"}
 
@@ -36,6 +38,8 @@ class TrainProgress:
         self.next_log = 0
         self.logged: int | None = None  # the step of the last plain line
         self.evaluations = 0
+        self.rate = "-"
+        self.rate_from: tuple[float, int] | None = None  # (time, step) where the current window began
 
     def __enter__(self) -> TrainProgress:
         return self  # the bar appears at start(): an error before training is one line, no empty bar
@@ -54,9 +58,13 @@ class TrainProgress:
             self.next_log = (done // self.log_every + 1) * self.log_every
 
     def update(self, step: int, loss: float, lr: float) -> None:
-        speed = self.bar.tasks[self.task].speed
-        rate = f"{speed:,.0f}" if speed else "-"
-        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:g}", rate=rate)
+        now = time.monotonic()
+        if self.rate_from is None or step < self.rate_from[1]:
+            self.rate_from = (now, step)
+        elif now - self.rate_from[0] >= RATE_WINDOW:
+            self.rate = f"{(step - self.rate_from[1]) / (now - self.rate_from[0]):,.0f}"
+            self.rate_from = (now, step)
+        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:g}", rate=self.rate)
         if self.log_every is not None and step >= self.next_log:
             self._line(step)
             self.next_log = (step // self.log_every + 1) * self.log_every

@@ -1,7 +1,8 @@
 """Which training loop runs a model: the compiled fast step, the eager fast step, or the reference.
 
-- "compiled": the hand-derived step (bnnames.training.fast), several steps per `torch.compile`d call
-  (CPU only; it needs a C++ compiler at run time and falls back to "eager", saying so, without);
+- "compiled": the hand-derived step (bnnames.training.fast) compiled ahead of time into a native
+  library, kept in the user's cache (CPU only; the first run of a model needs a C++ compiler, and
+  falls back to "eager", saying so, without one);
 - "eager": the same hand-derived step without compiling (no start-up cost);
 - "reference": `bnnames.training.loop.train_steps`, plain autograd: the readable formulation the fast
   paths are tested against, and the loop for any model the fast step does not cover.
@@ -32,7 +33,8 @@ def resolve_engine(
 ) -> str:
     """The concrete engine for "auto": the fastest one that covers the model and pays off.
 
-    A compile takes seconds: only a long run repays it. Under the plateau schedule --steps is a
+    A first compile takes seconds (~12 s here; later runs load it in milliseconds): only a long
+    run repays it. Under the plateau schedule --steps is a
     ceiling, and the run's length follows the data instead (measured: 141-200k steps on the
     standard file's 182,625 training examples, 6,300 on 2,200 examples of 315 names), so a run on
     fewer than COMPILE_MIN_STEPS training `examples` is not expected to be long.
