@@ -19,23 +19,46 @@ import torch
 from torch import nn
 
 from bnnames.examples import Source
-from bnnames.model import BatchNorm, Dropout, Linear, NamesModel
+from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, FlattenConsecutive, Linear, NamesModel
 
 GATHER = 1 << 20  # examples gathered at a time by a whole-split pass: about 40 MB of rows
 DENSE = 1 << 24  # at most this many count slots (128 MB) when counting rows without sorting
 
 
 class Folded(nn.Module):
-    """An eval-only network: `model`'s layers with Linear -> BatchNorm pairs folded."""
+    """An eval-only network: `model`'s layers with Linear -> BatchNorm pairs folded, each distinct
+    group of positions computed once.
+
+    In eval mode every layer but a merge acts on each position's vector alone, so the network
+    can carry `rows` (R, C), the distinct vectors, and `index` (N, T'), which row each position
+    holds. A merge of n neighbours (the wavenet's FlattenConsecutive) then makes one row per
+    distinct group of n rows: the first level of the wavenet sees at most vocab**2 character
+    pairs instead of N * T / 2 positions (measured: val eval of the wavenet preset 68 -> 32 ms).
+    """
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(fold_layers(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        """The layers' output for contexts x (N, T) of ids: (N, T', C), or (N, C) once merged to one."""
+        first, *rest = self.layers
+        if type(first) is not Embedding:  # no ids to share rows by: layer by layer
+            return nn.Sequential(*self.layers)(x)
+        rows, index, merged = first.weight, x, False  # rows (V, E): what one position can hold
+        for layer in rest:
+            if type(layer) in (Flatten, FlattenConsecutive):
+                n = index.shape[1] if type(layer) is Flatten else layer.n
+                groups = index.reshape(-1, n)  # (N * T' / n, n): the rows each new position joins
+                if n == index.shape[1]:  # the whole context: one row per context, as many as given
+                    keys, inverse = groups, torch.arange(len(groups), device=x.device)
+                else:
+                    keys, inverse, _ = distinct_contexts(groups)
+                rows, index = rows[keys].reshape(len(keys), -1), inverse.reshape(len(x), -1)
+                merged = index.shape[1] == 1
+            else:
+                rows = layer(rows)
+        return rows[index[:, 0]] if merged else rows[index]
 
 
 @torch.no_grad()

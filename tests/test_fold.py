@@ -9,14 +9,16 @@ import torch.nn.functional as F
 from bnnames.calibrate import calibrate
 from bnnames.config import ModelConfig
 from bnnames.evaluate import split_loss
-from bnnames.inference import folded
-from bnnames.model import Linear, NamesModel, create_model
+from bnnames.inference import Folded, folded
+from bnnames.model import Dropout, Linear, NamesModel, create_model
 
 CONFIGS = [
     ModelConfig(),
     ModelConfig(bn_style="lecture"),
     ModelConfig(norm="none"),
     ModelConfig(n_layers=3, n_hidden=40, block_size=5),
+    ModelConfig(arch="wavenet", block_size=8, n_layers=3, n_embd=4, n_hidden=16),
+    ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_embd=3, n_hidden=8, dropout=0.2, norm="none"),
 ]
 
 
@@ -34,7 +36,7 @@ def _trained_looking(config: ModelConfig) -> NamesModel:
     return model.eval()
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["paper", "lecture", "no-norm", "deep"])
+@pytest.mark.parametrize("config", CONFIGS, ids=["paper", "lecture", "no-norm", "deep", "wavenet", "wavenet-plain"])
 def test_folded_logits_equal_the_layer_by_layer_model(config: ModelConfig) -> None:
     model = _trained_looking(config)
     x = torch.randint(0, 30, (500, config.block_size), generator=torch.Generator().manual_seed(2))
@@ -43,7 +45,24 @@ def test_folded_logits_equal_the_layer_by_layer_model(config: ModelConfig) -> No
         expected, got = model(x), net(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     linears = sum(isinstance(layer, Linear) for layer in net.layers)
-    assert len(net.layers) == len(model.layers) - len(model.batch_norms()) and linears == config.n_layers + 1
+    dropouts = sum(isinstance(layer, Dropout) for layer in model.layers)
+    assert len(net.layers) == len(model.layers) - len(model.batch_norms()) - dropouts
+    assert linears == config.n_layers + 1
+
+
+def test_every_prefix_of_the_wavenet_keeps_its_positions() -> None:
+    """Calibration runs the layers before each BatchNorm: (N, T', C) while positions remain, each
+    distinct group of positions computed once, equal to the layer-by-layer model."""
+    model = _trained_looking(ModelConfig(arch="wavenet", block_size=8, n_layers=3, n_embd=4, n_hidden=16))
+    x = torch.randint(0, 5, (300, 8), generator=torch.Generator().manual_seed(3))  # few ids: many repeats
+    with torch.inference_mode():
+        for k in range(1, len(model.layers) + 1):
+            expected = x
+            for layer in model.layers[:k]:
+                expected = layer(expected)
+            got = Folded(model.layers[:k])(x)
+            assert got.shape == expected.shape, k
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=f"first {k} layers")
 
 
 def test_folding_follows_the_statistics_choice_and_split_loss_uses_it(names_path) -> None:
