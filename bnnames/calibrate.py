@@ -19,13 +19,15 @@ import torch
 
 from bnnames.config import Method, check_choice
 from bnnames.errors import ConfigError
-from bnnames.evaluate import CHUNK, split_loss
+from bnnames.evaluate import split_loss
 from bnnames.examples import ExampleTensors, Source
 from bnnames.inference import Folded, count_rows
 from bnnames.model import BatchNorm, NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import choose_weights, data_note, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.lock import checkpoint_lock
+
+CHUNK = 8192  # distinct contexts per pass: their activations (part, T', C) are held in float64, thrice
 
 
 def calibrate(

@@ -17,7 +17,8 @@ from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
 
-CHUNK = 8192  # rows per forward pass: bounds memory, keeps the matrix products large
+CHUNK = 1 << 15  # contexts per forward pass: bounds memory (~70 MB for the wavenet), and the larger
+# a pass, the more of its positions share rows in the folded network (bnnames.inference.Folded)
 
 
 @dataclass(frozen=True)

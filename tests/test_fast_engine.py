@@ -128,14 +128,14 @@ def test_the_package_key_follows_the_code_not_the_alphabet() -> None:
         model = build_model(ModelConfig(), size)
         params, buffers = state_of(model)
         inputs = [torch.zeros(32, 3, dtype=torch.long), torch.zeros(32, dtype=torch.long), torch.tensor(0.1), *params]
-        keys[size] = compiled.step_key(plan_of(model), inputs, size, 0.0, dynamic=True)
-        assert compiled.step_key(plan_of(model), inputs, size, 0.0, dynamic=False) != keys[size]
-        assert compiled.step_key(plan_of(model), inputs, size, 1e-3, dynamic=True) != keys[size]
+        keys[size] = compiled.step_key(plan_of(model), inputs, size, 0.0, (2, None))
+        assert compiled.step_key(plan_of(model), inputs, size, 0.0, None) != keys[size]  # static
+        assert compiled.step_key(plan_of(model), inputs, size, 1e-3, (2, None)) != keys[size]
     assert keys[27] == keys[31]
     wider = build_model(ModelConfig(n_hidden=100), 27)
     params, _ = state_of(wider)
     inputs = [torch.zeros(32, 3, dtype=torch.long), torch.zeros(32, dtype=torch.long), torch.tensor(0.1), *params]
-    assert compiled.step_key(plan_of(wider), inputs, 27, 0.0, dynamic=True) != keys[27]
+    assert compiled.step_key(plan_of(wider), inputs, 27, 0.0, (2, None)) != keys[27]
 
 
 def test_a_failed_compile_falls_back_to_the_eager_step_and_says_so_once(names_path, monkeypatch) -> None:

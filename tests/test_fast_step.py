@@ -12,7 +12,7 @@ from bnnames.model import BatchNorm, Tanh, build_model
 from bnnames.runtime import num_threads
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of, state_of, supports
-from bnnames.training.fast.step import forward_backward
+from bnnames.training.fast.step import factors_first_layer, forward_backward, vocab_range
 from bnnames.training.loop import train_steps
 from tests.helpers import SHORT, fresh, record, train_split
 
@@ -51,6 +51,25 @@ def test_loss_and_gradients_equal_autograd_in_float64(name: str) -> None:
     params, _ = state_of(model)
     fast_loss, grads, _ = forward_backward(plan_of(model), params, ctx, target)
     torch.testing.assert_close(fast_loss, loss.detach(), rtol=1e-12, atol=1e-12)
+    for (pname, p), grad in zip(model.named_parameters(), grads):
+        torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=pname)
+
+
+@pytest.mark.parametrize("batch", [4, 32])
+def test_the_wavenets_first_layer_factored_or_not_gives_autograds_gradients(batch: int) -> None:
+    """Batch 32: 128 merged pairs, more than the 27 characters, so the first Linear runs on the
+    table; batch 4: 16 pairs, directly on them. Both equal autograd in float64."""
+    config = preset("wavenet")[0]
+    model, generator = fresh(config, 27, seed=5)
+    model = model.double().train()
+    ctx = torch.randint(0, 27, (batch, config.block_size), generator=generator)
+    target = torch.randint(0, 27, (batch,), generator=generator)
+    F.cross_entropy(model(ctx), target).backward()
+    params, _ = state_of(model)
+    plan = plan_of(model)
+    assert factors_first_layer(plan, 27, ctx.shape) == (batch == 32)
+    assert vocab_range(plan, 27, ctx.shape) == ((2, 127) if batch == 32 else (16, None))
+    _, grads, _ = forward_backward(plan, params, ctx, target)
     for (pname, p), grad in zip(model.named_parameters(), grads):
         torch.testing.assert_close(grad, p.grad, rtol=1e-10, atol=1e-12, msg=pname)
 

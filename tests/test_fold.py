@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bnnames import inference
 from bnnames.calibrate import calibrate
 from bnnames.config import ModelConfig
 from bnnames.evaluate import split_loss
@@ -50,11 +51,14 @@ def test_folded_logits_equal_the_layer_by_layer_model(config: ModelConfig) -> No
     assert linears == config.n_layers + 1
 
 
-def test_every_prefix_of_the_wavenet_keeps_its_positions() -> None:
+def test_every_prefix_of_the_wavenet_keeps_its_positions(monkeypatch) -> None:
     """Calibration runs the layers before each BatchNorm: (N, T', C) while positions remain, each
-    distinct group of positions computed once, equal to the layer-by-layer model."""
-    model = _trained_looking(ModelConfig(arch="wavenet", block_size=8, n_layers=3, n_embd=4, n_hidden=16))
-    x = torch.randint(0, 5, (300, 8), generator=torch.Generator().manual_seed(3))  # few ids: many repeats
+    distinct group of positions computed once (a Linear after a merge as a sum over its parts
+    where that is cheaper), equal to the layer-by-layer model."""
+    merged, merged_linear = [], inference._merged_linear
+    monkeypatch.setattr(inference, "_merged_linear", lambda *args: merged.append(1) or merged_linear(*args))
+    model = _trained_looking(ModelConfig(arch="wavenet", block_size=8, n_layers=3, n_embd=4, n_hidden=64))
+    x = torch.randint(0, 4, (600, 8), generator=torch.Generator().manual_seed(3))  # few ids: many repeats
     with torch.inference_mode():
         for k in range(1, len(model.layers) + 1):
             expected = x
@@ -63,6 +67,7 @@ def test_every_prefix_of_the_wavenet_keeps_its_positions() -> None:
             got = Folded(model.layers[:k])(x)
             assert got.shape == expected.shape, k
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=f"first {k} layers")
+    assert merged  # the sum over parts was taken, and checked above
 
 
 def test_folding_follows_the_statistics_choice_and_split_loss_uses_it(names_path) -> None:

@@ -36,7 +36,7 @@ from bnnames.training.fast import plan as plan_module
 from bnnames.training.fast import step as step_module
 from bnnames.training.fast.cache import compile_cache, compile_cache_folder, unusable_because
 from bnnames.training.fast.plan import Plan
-from bnnames.training.fast.step import forward_backward, update_
+from bnnames.training.fast.step import forward_backward, update_, vocab_range
 
 FORMAT = 1  # bump when the inputs' layout below changes
 PACKAGES = "steps"  # subfolder of the compile cache that holds the packages
@@ -89,10 +89,11 @@ def native_step(
     lr = torch.tensor(0.0, dtype=params[0].dtype)
     inputs = [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
     vocab = params[0].shape[0]
+    sizes = vocab_range(plan, vocab, ctx.shape)  # the vocabularies a package compiled now serves
     folder = compile_cache_folder(os.environ) / PACKAGES
     if unusable_because(folder) is None:  # (compile_cache says why not, if it comes to compiling)
         for dynamic in (True, False):
-            path = folder / f"{step_key(plan, inputs, vocab, weight_decay, dynamic)}.pt2"
+            path = folder / f"{step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)}.pt2"
             if path.exists():
                 try:
                     return _bind(_load(path), params, buffers)
@@ -102,27 +103,33 @@ def native_step(
     module = _Step(plan, len(keeps), len(params), [len(norm) for norm in buffers], weight_decay)
     with compile_cache(note) as lasting, warnings.catch_warnings():  # lasting: the folder, or None (said)
         warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecation notices: not the user's
-        exported, dynamic = _export(module, inputs, vocab)
-        key = step_key(plan, inputs, vocab, weight_decay, dynamic)
+        exported, dynamic = _export(module, inputs, vocab, sizes)
+        key = step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)
         return _bind(_compile(exported, folder if lasting else None, key), params, buffers)
 
 
-def _export(module: _Step, inputs: list[torch.Tensor], vocab: int) -> tuple[torch.export.ExportedProgram, bool]:
-    """The step's graph, with the vocabulary's dimensions symbolic (True) or, when the model ties
-    another size to the vocabulary (e.g. n_embd * block_size == vocab), static (False)."""
+def _export(
+    module: _Step, inputs: list[torch.Tensor], vocab: int, sizes: tuple[int, int | None]
+) -> tuple[torch.export.ExportedProgram, bool]:
+    """The step's graph, with the vocabulary's dimensions symbolic over `sizes` (True) or, when the
+    model ties another size to the vocabulary (e.g. n_embd * block_size == vocab), static (False)."""
     try:
-        return torch.export.export(module, tuple(inputs), dynamic_shapes=_shapes(inputs, vocab)), True
+        return torch.export.export(module, tuple(inputs), dynamic_shapes=_shapes(inputs, vocab, sizes)), True
     except torch._dynamo.exc.UserError:  # "constraints violated (vocab)"
         return torch.export.export(module, tuple(inputs)), False
 
 
-def step_key(plan: Plan, inputs: Sequence[torch.Tensor], vocab: int, weight_decay: float, dynamic: bool) -> str:
-    """A name for the package that depends on everything the compiled code does (see the module doc)."""
+def step_key(
+    plan: Plan, inputs: Sequence[torch.Tensor], vocab: int, weight_decay: float, sizes: tuple[int, int | None] | None
+) -> str:
+    """A name for the package that depends on everything the compiled code does (see the module doc);
+    `sizes`: the vocabularies a dynamic package serves (`vocab_range`), None for a static one."""
+    dynamic = sizes is not None
     shapes = [(tuple("V" if dynamic and s == vocab else s for s in t.shape), str(t.dtype)) for t in inputs]
     files = (model_module.__file__, plan_module.__file__, step_module.__file__, __file__)
     sources = b"".join(Path(str(f)).read_bytes() for f in files)
     machine = (torch.__version__, platform.machine(), _isa(), torch.get_num_threads())  # threads: baked into loops
-    described = repr((FORMAT, plan, shapes, weight_decay, dynamic or vocab, machine, COMPILE_OPTIONS))
+    described = repr((FORMAT, plan, shapes, weight_decay, sizes or vocab, machine, COMPILE_OPTIONS))
     return hashlib.sha256(described.encode() + sources).hexdigest()[:32]
 
 
@@ -136,9 +143,10 @@ def _isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{torch.backends.cpu.get_cpu_capability()} {flags}"
 
 
-def _shapes(inputs: Sequence[torch.Tensor], vocab: int) -> tuple:
-    """torch.export's dynamic_shapes: the vocabulary's dimensions symbolic."""
-    dim = torch.export.Dim("vocab", min=2)
+def _shapes(inputs: Sequence[torch.Tensor], vocab: int, sizes: tuple[int, int | None]) -> tuple:
+    """torch.export's dynamic_shapes: the vocabulary's dimensions symbolic, over `sizes`."""
+    low, high = sizes
+    dim = torch.export.Dim("vocab", min=low) if high is None else torch.export.Dim("vocab", min=low, max=high)
     specs = [{i: dim for i, size in enumerate(t.shape) if size == vocab} or None for t in inputs]
     return (specs[0], specs[1], tuple(specs[2:]))  # as _Step.forward takes them: ctx, target, *rest
 
@@ -151,7 +159,9 @@ def _compile(exported: torch.export.ExportedProgram, folder: Path | None, key: s
 
     with tempfile.TemporaryDirectory(dir=folder, prefix=".compiling-") as scratch:
         package = torch._inductor.aoti_compile_and_package(
-            exported, package_path=str(Path(scratch) / "step.pt2"), inductor_configs=COMPILE_OPTIONS
+            exported,
+            package_path=str(Path(scratch) / "step.pt2"),
+            inductor_configs=dict(COMPILE_OPTIONS),  # a copy: torch adds its own keys to it
         )
         if folder is None:
             return _load(Path(package))  # loaded (extracted) before the temporary folder goes
