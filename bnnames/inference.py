@@ -23,11 +23,6 @@ from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, FlattenConsecu
 
 GATHER = 1 << 20  # examples gathered at a time by a whole-split pass: about 40 MB of rows
 DENSE = 1 << 24  # at most this many count slots (128 MB) when counting rows without sorting
-# A value gathered and added costs about as much as this many multiply-adds (measured on 2965 to
-# 9881 rows of 10 to 128 channels): `_merged_linear` pays when channels * (1 - rows below / rows
-# above) exceeds it (the wavenet's upper levels: 6.2 -> 1.1 ms and 10.0 -> 7.5 ms; not the MLP's
-# 10-wide embeddings: 0.5 -> 1.0 ms).
-GATHER_COST = 32
 
 
 class Folded(nn.Module):
@@ -39,8 +34,9 @@ class Folded(nn.Module):
     holds. A merge of n neighbours (the wavenet's FlattenConsecutive) then makes one row per
     distinct group of n rows: the first level of the wavenet sees at most vocab**2 character
     pairs instead of N * T / 2 positions. A Linear after a merge is a sum of products, one per
-    part of the concatenation, so when there are many fewer rows below than groups above, each
-    part's product is taken once per row below (`_merged_linear`, GATHER_COST).
+    part of the concatenation, so when there are fewer rows below than groups above, each part's
+    product is taken once per row below (`_merged_linear`). Measured on the wavenet preset's val
+    split: 68 ms an evaluation layer by layer, ~20 ms with both.
     """
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
@@ -64,13 +60,13 @@ class Folded(nn.Module):
                     keys, inverse = groups, torch.arange(len(groups), device=x.device)
                 else:
                     keys, inverse, _ = distinct_contexts(groups)
-                skip = type(after) is Linear and rows.shape[1] * (1 - len(rows) / len(keys)) > GATHER_COST
-                rows = _merged_linear(rows, keys, after) if skip else rows[keys].reshape(len(keys), -1)
+                skip = type(after) is Linear and len(rows) < len(keys)
+                rows = _merged_linear(rows, keys, after) if skip else _gather(rows, keys).reshape(len(keys), -1)
                 index = inverse.reshape(len(x), -1)
                 merged = index.shape[1] == 1
             else:
                 rows = layer(rows)
-        return rows[index[:, 0]] if merged else rows[index]
+        return _gather(rows, index[:, 0] if merged else index)
 
 
 def _merged_linear(rows: torch.Tensor, keys: torch.Tensor, linear: nn.Module) -> torch.Tensor:
@@ -78,8 +74,16 @@ def _merged_linear(rows: torch.Tensor, keys: torch.Tensor, linear: nn.Module) ->
     the n parts of (rows @ its block of the weight) gathered, n * R products instead of R' * n."""
     n, channels = keys.shape[1], rows.shape[1]
     parts = rows @ linear.weight.reshape(n, channels, -1)  # (n, R, out)
-    out = sum(parts[k][keys[:, k]] for k in range(n))  # (R', out)
-    return out if linear.bias is None else out + linear.bias
+    out = _gather(parts[0], keys[:, 0])  # (R', out)
+    for k in range(1, n):
+        out.add_(_gather(parts[k], keys[:, k]))
+    return out if linear.bias is None else out.add_(linear.bias)
+
+
+def _gather(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """rows[index] for rows (R, C) and any shape of index: (*index.shape, C). index_select: ~5x
+    faster than advanced indexing on the CPU here (2 x 6,916 rows of 128: 0.19 vs 0.97 ms)."""
+    return rows.index_select(0, index.reshape(-1)).reshape(*index.shape, rows.shape[1])
 
 
 @torch.no_grad()
