@@ -111,7 +111,8 @@ def train_figures(data: Path, workdir: Path, runs: int, steps: int | None) -> tu
 
 def wavenet_process_figures(data: Path, workdir: Path, runs: int, steps: int) -> list[Figure]:
     """`--preset wavenet --steps N` with the reference loop and the compiled step, alternated, warm
-    (the user's compile cache, filled first by an 8-step run if need be)."""
+    (the user's compile cache, filled first by an 8-step run if need be); then one whole 200k-step
+    `--preset wavenet` run."""
     env = dict(os.environ)
     ckpt = workdir / "wavenet.safetensors"
     options = ["--preset", "wavenet", "--steps", str(steps), "--engine"]
@@ -126,7 +127,22 @@ def wavenet_process_figures(data: Path, workdir: Path, runs: int, steps: int) ->
     what = f"`bnnames train --preset wavenet --steps {steps:,}`"
     ratios = [r / c for r, c in zip(walls["reference"], walls["compiled"])]
     cpu_ratio = statistics.median(r / c for r, c in zip(cpus["reference"], cpus["compiled"]))
+    full_wall, _, out, full_cpu = _timed(_train_cmd(data, ckpt, "--preset", "wavenet"), env)  # 200,000 steps
+    found = LOSSES.search(out)
     return [
+        _figure(
+            "`bnnames train --preset wavenet` (200,000 steps), warm",
+            [full_wall],
+            [full_cpu],
+            baseline="target",
+            baseline_median=70.0,
+        ),
+        Figure.of(
+            "wavenet preset, final losses",
+            "nats",
+            [float(found[2]) if found else float("nan")],
+            note=f"train {found[1]} / val {found[2]}" if found else "no losses printed",
+        ),
         _figure(f"{what}, compiled, warm", walls["compiled"], cpus["compiled"]),
         _figure(f"{what}, reference loop", walls["reference"], cpus["reference"]),
         Figure.of(

@@ -45,7 +45,7 @@ def step_figures(x: torch.Tensor, y: torch.Tensor, vocab: int, rounds: int) -> l
     us: dict[str, list[float]] = {name: [] for name in steps}
     with num_threads(THREADS):
         engines = _engines(x, y, vocab)
-        compile_s = seconds(lambda: engines["compiled"](8))  # the first call compiles (or loads the cache)
+        compile_s = seconds(lambda: engines["compiled"](8))  # the first call compiles (or loads the compiled package)
         for run in engines.values():
             run(64)  # warm up
         for _ in range(rounds):
@@ -70,7 +70,7 @@ def step_figures(x: torch.Tensor, y: torch.Tensor, vocab: int, rounds: int) -> l
             "first compiled call in the benchmark process",
             "s",
             [compile_s],
-            note="compile, or a load from the inductor cache",
+            note="compile, or a load of the compiled package from the cache",
         )
     )
     return figures

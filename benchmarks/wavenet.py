@@ -38,7 +38,7 @@ def wavenet_figures(data: str, rounds: int) -> list[Figure]:
         runs[name] = runner(trainer, x, y, generator, lambda step, loss, lr, out=losses[name]: out.append(loss))
     us: dict[str, list[float]] = {name: [] for name in ENGINES}
     with num_threads(THREADS):
-        first_call = seconds(lambda: runs["compiled"](8, report_every=1))  # compiles, or loads the cache
+        first_call = seconds(lambda: runs["compiled"](8, report_every=1))  # compiles, or loads the compiled package
         for name in ("reference", "eager"):
             runs[name](8, report_every=1)
         for name in ENGINES:  # the first 1,000 steps of each, reported one by one
