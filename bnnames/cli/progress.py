@@ -61,9 +61,12 @@ class TrainProgress:
         now = time.monotonic()
         if self.rate_from is None or step < self.rate_from[1]:
             self.rate_from = (now, step)
-        elif now - self.rate_from[0] >= RATE_WINDOW:
-            self.rate = f"{(step - self.rate_from[1]) / (now - self.rate_from[0]):,.0f}"
-            self.rate_from = (now, step)
+        elif now > self.rate_from[0]:
+            elapsed = now - self.rate_from[0]
+            if elapsed >= RATE_WINDOW or self.rate == "-":  # a whole window, or the first numbers of a run
+                self.rate = f"{(step - self.rate_from[1]) / elapsed:,.0f}"
+            if elapsed >= RATE_WINDOW:
+                self.rate_from = (now, step)
         self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:g}", rate=self.rate)
         if self.log_every is not None and step >= self.next_log:
             self._line(step)

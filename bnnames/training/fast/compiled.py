@@ -14,8 +14,10 @@ uninterrupted one.
 A package is found by a key of everything its code depends on: the plan, the inputs' shapes
 and dtypes, the weight decay, torch's version, the CPU's vector instructions and the source of
 the step. The vocabulary's dimensions are symbolic, so a names file with another alphabet loads
-the same package (should a model tie another dimension to the vocabulary, the step is compiled
-for that one vocabulary instead, which the key then holds).
+the same package, over the range of vocabularies for which the step takes the same path
+(`vocab_range`: the wavenet's first layer is computed one way below a size, another above).
+Should a model tie another dimension to the vocabulary, the step is compiled for that one
+vocabulary instead, which the key then holds.
 """
 
 from __future__ import annotations
@@ -99,9 +101,9 @@ def native_step(
                     return _bind(_load(path), params, buffers)
                 except Exception:  # noqa: BLE001 - a broken or foreign file: compile it again, over it
                     note(f"the compiled step {path.name} in the cache could not be loaded: compiling it again")
-    note("compiling the training step for this CPU (seconds, once: later runs load it)")
     module = _Step(plan, len(keeps), len(params), [len(norm) for norm in buffers], weight_decay)
     with compile_cache(note) as lasting, warnings.catch_warnings():  # lasting: the folder, or None (said)
+        note(f"compiling the training step for this CPU (seconds{', once: later runs load it' if lasting else ''})")
         warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecation notices: not the user's
         exported, dynamic = _export(module, inputs, vocab, sizes)
         key = step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)
