@@ -57,6 +57,11 @@ def trainer_config(config: TrainConfig, curve: Curve) -> TrainConfig:
     return dataclasses.replace(config, decay_at=decay_at)
 
 
+def run_lr(config: TrainConfig, curve: Curve, step: int) -> float:
+    """The learning rate of step `step` (0-based) of a run whose evaluations so far are `curve`."""
+    return trainer_config(config, curve).lr_at(step)
+
+
 def decide(curve: Curve, config: TrainConfig) -> Decision:
     """After an evaluation: go on, decay the lr now, or stop (a plateau after the decay).
     At --steps the run ends anyway: a later --resume --steps N decides again at its next evaluation."""

@@ -24,7 +24,7 @@ from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.model import build_model, create_model
 from bnnames.runtime import THREADS, num_threads, resolve_device, step_work
-from bnnames.schedule import Curve, Point, trainer_config
+from bnnames.schedule import Curve, Point, run_lr, trainer_config
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
 from bnnames.storage.lock import checkpoint_lock
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
@@ -144,7 +144,7 @@ def _train(
     progress.start(ckpt.step, config.steps)
     step = first = ckpt.step
     if recorder is not None:
-        recorder.record(model, step, trainer_config(config, ckpt.curve).lr_at(step))  # at init for a fresh run
+        recorder.record(model, step, run_lr(config, ckpt.curve, step))  # at init for a fresh run
     while True:
         try:
             if step < config.steps:
@@ -167,7 +167,7 @@ def _train(
             ckpt, model=model, step=step, generator_state=generator.get_state(), curve=curve, best_model=validator.best
         )
         if recorder is not None:
-            recorder.record(model, step, trainer_config(config, curve).lr_at(step))  # the plateau's lr too
+            recorder.record(model, step, run_lr(config, curve, step))  # the plateau's lr too
         stopping = should_stop()  # read once: a signal may arrive at any moment
         if stopping and step == first:  # no step done by this invocation: nothing new to save
             status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)

@@ -15,7 +15,7 @@ from bnnames.diagnostics.probe import Probe, probe_at
 from bnnames.diagnostics.recording import Recording, load_recording, run_identity, sidecar_path
 from bnnames.errors import DiagnosticsError
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.schedule import Curve, trainer_config
+from bnnames.schedule import Curve, run_lr, trainer_config
 from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint
 
 
@@ -63,7 +63,7 @@ def _probe_now(ckpt: Checkpoint, data: Path | None, device: str) -> Probe:
     target = resolve_device(device)
     dataset = dataset_for(ckpt, data)
     train = dataset.stream("train").to(target)
-    lr = trainer_config(ckpt.train_config, ckpt.curve).lr_at(ckpt.step)  # the plateau's lr too
+    lr = run_lr(ckpt.train_config, ckpt.curve, ckpt.step)  # the plateau's lr too
     return probe_at(ckpt.model.to(target), train, ckpt.step, ckpt.train_config.batch_size, lr)
 
 

@@ -19,7 +19,7 @@ from bnnames.examples import Source
 from bnnames.inference import count_rows
 from bnnames.model import NamesModel
 from bnnames.sample import sample_names
-from bnnames.schedule import Curve, Decision, Point, after, decide, trainer_config
+from bnnames.schedule import Curve, Decision, Point, after, decide, run_lr
 
 SAMPLE_SEED = 2_000_003  # the names shown at step s come from a generator seeded SAMPLE_SEED + s
 SAMPLES_SHOWN = 5
@@ -50,7 +50,7 @@ class Validator:
         """Measure val after `step` steps, keep the weights if they are the best so far, and
         return (and note in the curve) the schedule's decision."""
         model.use_stats("running")
-        lr = trainer_config(config, self.curve).lr_at(step - 1)  # the lr of the step just done
+        lr = run_lr(config, self.curve, step - 1)  # the lr of the step just done
         if self._rows is None:
             self._rows = count_rows(self.val, targets=True)
         point = Point(step, counted_loss(model, *self._rows), self.curve.smoothed_train, lr)
