@@ -13,6 +13,7 @@ from bnnames.cli.common import stderr
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
     from bnnames.schedule import Point
 
+WIDE = 120  # terminal columns from which the bar and the best val's step fit on the line
 RATE_WINDOW = 0.5  # seconds over which steps/s is measured (rich's own speed re-sums ~1,000 samples a call)
 EVALUATIONS_PER_LINE = 10  # plain lines: also every 10th evaluation (a plateau run may end long before 10% of --steps)
 MARKS = {"train": "[dim]train[/]", "val/test": "[cyan]val/test[/]", "new": "[green]new[/]"}
@@ -22,18 +23,20 @@ class TrainProgress:
     """A `bnnames.train.Progress` drawn with rich; plain lines every 10% when stderr is not a terminal."""
 
     def __init__(self) -> None:
+        console = stderr()
+        wide = console.width >= WIDE  # narrower: no bar, and val without the best's step (it fits 80)
         self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
+            *([TextColumn("[bold]train"), BarColumn()] if wide else []),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
-            TextColumn("val {task.fields[val]}"),
+            TextColumn("val {task.fields[val]}" if wide else "val {task.fields[val_short]}"),
             TextColumn("lr {task.fields[lr]}"),
             TextColumn("{task.fields[rate]} steps/s"),
             TimeRemainingColumn(),
-            console=stderr(),
+            console=console,
         )
-        self.task = self.bar.add_task("train", total=None, loss="-", val="-", lr="-", rate="-", start=False)
+        fields = {"loss": "-", "val": "-", "val_short": "-", "lr": "-", "rate": "-"}
+        self.task = self.bar.add_task("train", total=None, start=False, **fields)
         self.log_every: int | None = None  # steps between plain log lines (redirected stderr)
         self.next_log = 0
         self.logged: int | None = None  # the step of the last plain line
@@ -73,7 +76,8 @@ class TrainProgress:
             self.next_log = (step // self.log_every + 1) * self.log_every
 
     def evaluated(self, point: Point, best: Point) -> None:
-        self.bar.update(self.task, val=f"{point.val:.4f} (best {best.val:.4f} @ {best.step:,})")
+        val, best_val = f"{point.val:.4f}", f"{best.val:.4f}"
+        self.bar.update(self.task, val=f"{val} (best {best_val} @ {best.step:,})", val_short=f"{val} best {best_val}")
         self.evaluations += 1
         if self.log_every is not None and self.evaluations % EVALUATIONS_PER_LINE == 0:
             self._line(point.step)
