@@ -14,7 +14,8 @@ the batch size, or batch size x time positions in the wavenet (BatchNorm over ba
 Dropout y = x * scale (scale = keep / (1 - p), drawn before the step) has dx = dy * scale.
 
 Activations are 2-D (rows, C) throughout (see `plan.py`): a merge of neighbours is a reshape
-forward and the inverse reshape backward.
+forward and the inverse reshape backward. The wavenet's first Linear can run on the embedding
+table instead of the merged rows (`factors_first_layer`): the same sums, grouped per character.
 """
 
 from __future__ import annotations
