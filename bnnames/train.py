@@ -129,8 +129,7 @@ def _train(
     ckpt = dataclasses.replace(ckpt, train_config=config)
     generator = torch.Generator().set_state(ckpt.generator_state)
     trainer = make_trainer(model, trainer_config(config, ckpt.curve), device, progress.note)
-    val = dataset.stream("val").to(device)
-    validator = Validator(every, val, ckpt.curve, ckpt.best_model)
+    validator = Validator(every, dataset.stream("val").to(device), ckpt.curve, ckpt.best_model)
     saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
     ceiling = loss_ceiling(dataset.vocab.size)
     progress = _with_tensorboard(progress, request.tensorboard)
@@ -182,7 +181,7 @@ def _train(
         if step == config.steps or curve.stopped:
             break
     model.use_stats("running")
-    losses = {"train": split_loss(model, train), "val": split_loss(model, val)}
+    losses = {"train": split_loss(model, train), "val": validator.loss(model)}
     ckpt = dataclasses.replace(ckpt, losses=losses)
     save_checkpoint(request.checkpoint, ckpt)
     if recorder is not None:

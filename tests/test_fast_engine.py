@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -15,7 +13,6 @@ from bnnames.training.engines import make_trainer, resolve_engine
 from bnnames.training.fast import compiled
 from bnnames.training.fast import engine as fast_engine
 from bnnames.training.fast.batches import BatchDraws
-from bnnames.training.fast.cache import compile_cache_folder
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of, state_of
 from bnnames.training.loop import train_steps
@@ -25,29 +22,30 @@ from tests.helpers import SHORT, assert_equal_states, fresh, record, state, trai
 def test_drawing_many_steps_at_once_gives_the_per_step_batches_and_state() -> None:
     x, y = torch.arange(1000).reshape(500, 2), torch.arange(500)
     per_step = torch.Generator().manual_seed(5)
-    ix = torch.stack([torch.randint(0, 500, (4,), generator=per_step) for _ in range(23)])  # (23, 4)
+    ix = torch.stack([torch.randint(0, 500, (4,), generator=per_step) for _ in range(22)])  # (22, 4)
     generator = torch.Generator().manual_seed(5)
-    draws = BatchDraws(x, y, 4, generator, start=3, block_steps=8)  # blocks end at 8, 16, 24, 32
-    got = [draws.take(s, 2) for s in range(3, 21, 2)] + [draws.take(21, 5)]  # asks cross block ends
-    assert torch.equal(torch.cat([t for _, t, _ in got]), ix)
-    assert torch.equal(torch.cat([c for c, _, _ in got]), x[ix])
-    assert all(keeps == [] for _, _, keeps in got)  # no dropout: no masks
-    draws.sync(3 + 22)  # the state a per-step loop has after 22 steps (the block ran ahead to 32)
+    draws = BatchDraws(x, y, 4, generator, start=3, stop=30, block_steps=8)  # blocks end at 8, 16, 24, 30
+    got = [batch for batch, _ in zip(draws.steps(), range(22))]  # steps 3..24: a stop mid-block
+    assert torch.equal(torch.stack([t for _, t, _ in got]), ix)
+    assert torch.equal(torch.stack([c for c, _, _ in got]), x[ix])
+    assert all(keeps == () for _, _, keeps in got)  # no dropout: no masks
+    assert draws.block_end == 30  # the last block ran ahead of the steps taken
+    draws.sync(3 + 22)  # the state a per-step loop has after 22 steps
     replay = torch.Generator().manual_seed(5)
     for _ in range(22):
         torch.randint(0, 500, (4,), generator=replay)
     assert torch.equal(generator.get_state(), replay.get_state())
 
 
-def test_a_segment_with_a_known_end_draws_nothing_past_it() -> None:
+def test_a_segment_draws_nothing_past_its_end() -> None:
     """A run's segments end at every evaluation: a block ending there has nothing to replay."""
     x, y = torch.arange(1000).reshape(500, 2), torch.arange(500)
     per_step = torch.Generator().manual_seed(5)
     ix = torch.stack([torch.randint(0, 500, (4,), generator=per_step) for _ in range(10)])  # steps 3..12
     generator = torch.Generator().manual_seed(5)
     draws = BatchDraws(x, y, 4, generator, start=3, stop=13, block_steps=8)  # blocks [3, 8) and [8, 13)
-    got = [draws.take(s, 1) for s in range(3, 13)]
-    assert torch.equal(torch.cat([t for _, t, _ in got]), ix)
+    got = list(draws.steps())
+    assert torch.equal(torch.stack([t for _, t, _ in got]), ix)
     assert draws.block_end == 13
     assert torch.equal(generator.get_state(), per_step.get_state())  # already where a per-step loop is
     draws.sync(13)
@@ -101,7 +99,7 @@ def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
     losses: list[tuple[int, float]] = []
     trainer(x, y, generator, 0, 100, record(losses))
     assert not any("failed" in n for n in notes), notes
-    assert any((compile_cache_folder(os.environ) / compiled.PACKAGES).glob("*.pt2"))  # it outlives /tmp
+    assert trainer.native is not None  # the compiled step ran (kept on disk: the alphabet test below)
     assert max(abs(a - b) for (_, a), (_, b) in zip(losses, ref_losses[99::100])) < 1e-5
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)

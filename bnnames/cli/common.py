@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from bnnames.cli.signals import exit_code, terminate_as_interrupt
-from bnnames.config import Device, Weights
+from bnnames.config import Device, Stats, Weights
 from bnnames.errors import BnnamesError
 
 CHECKPOINT_ENV = "BNNAMES_CHECKPOINT"
@@ -48,6 +48,10 @@ WeightsOpt = Annotated[
         help="Which weights: best (the evaluation with the lowest val loss) or last (the last step).",
         show_default="best when kept",
     ),
+]
+StatsOpt = Annotated[
+    Stats | None,
+    typer.Option(help="BatchNorm statistics.", show_default="calibrated when present"),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])

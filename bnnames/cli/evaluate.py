@@ -14,22 +14,20 @@ from bnnames.cli.common import (
     CheckpointOpt,
     DataOpt,
     DeviceOpt,
+    StatsOpt,
     WeightsOpt,
     note,
     one_line_errors,
     stdout,
 )
-from bnnames.config import SplitChoice, Stats
+from bnnames.config import SplitChoice
 
 
 @one_line_errors
 def evaluate(
     ctx: typer.Context,
     split: Annotated[SplitChoice, typer.Option(help="Which split (all: the three).")] = "val",
-    stats: Annotated[
-        Stats | None,
-        typer.Option(help="BatchNorm statistics.", show_default="calibrated when present"),
-    ] = None,
+    stats: StatsOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (a list of them for --split all).")
     ] = False,

@@ -16,13 +16,13 @@ from bnnames.cli.common import (
     CheckpointOpt,
     DataOpt,
     DeviceOpt,
+    StatsOpt,
     WeightsOpt,
     fail,
     note,
     one_line_errors,
     stdout,
 )
-from bnnames.config import Stats
 
 
 @one_line_errors
@@ -31,10 +31,7 @@ def score(
     names: Annotated[
         list[str], typer.Argument(metavar="NAME", help="Names to score; - reads more from stdin, one a line.")
     ],
-    stats: Annotated[
-        Stats | None,
-        typer.Option(help="BatchNorm statistics.", show_default="calibrated when present"),
-    ] = None,
+    stats: StatsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects, in input order.")] = False,
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,

@@ -46,14 +46,18 @@ class Validator:
             smoothed = loss if before is None else (1 - SMOOTHING) * before + SMOOTHING * loss
             self.curve = dataclasses.replace(self.curve, smoothed_train=smoothed)
 
+    def loss(self, model: NamesModel) -> float:
+        """The val loss of `model` with its current statistics; the split's rows are counted once a run."""
+        if self._rows is None:
+            self._rows = count_rows(self.val, targets=True)
+        return counted_loss(model, *self._rows)
+
     def evaluate(self, model: NamesModel, step: int, config: TrainConfig) -> Decision:
         """Measure val after `step` steps, keep the weights if they are the best so far, and
         return (and note in the curve) the schedule's decision."""
         model.use_stats("running")
         lr = run_lr(config, self.curve, step - 1)  # the lr of the step just done
-        if self._rows is None:
-            self._rows = count_rows(self.val, targets=True)
-        point = Point(step, counted_loss(model, *self._rows), self.curve.smoothed_train, lr)
+        point = Point(step, self.loss(model), self.curve.smoothed_train, lr)
         best = self.curve.best
         if best is None or point.val < best.val:
             self.best = copy.deepcopy(model)  # weights and BatchNorm buffers, as they are now

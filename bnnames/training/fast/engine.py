@@ -8,21 +8,18 @@ uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from bnnames.config import TrainConfig
 from bnnames.examples import Source
 from bnnames.model import NamesModel
-from bnnames.training.fast.batches import BLOCK_STEPS, MASK_BLOCK_STEPS, BatchDraws
+from bnnames.training.fast.batches import BatchDraws
 from bnnames.training.fast.compiled import StepFn, native_step
 from bnnames.training.fast.plan import Plan, state_of
 from bnnames.training.fast.step import forward_backward, update_
 from bnnames.training.loop import Reporter, report
-
-GROUP = 128  # steps taken from the draws at a time; it divides their blocks (4096, 256 steps),
-# so a group never straddles two and the draws can always be synced to a step inside it
 
 
 class FastTrainer:
@@ -59,7 +56,7 @@ class FastTrainer:
         params, buffers = state_of(self.model)
         step = start
         with torch.no_grad():
-            for ctx, target, keeps in _batches(draws, start, stop):
+            for ctx, target, keeps in draws.steps():
                 if should_stop():  # asked before every step, as the reference loop does
                     break
                 loss = self._step(params, buffers, ctx, target, keeps, step)
@@ -102,17 +99,3 @@ class FastTrainer:
             )
             self.compiled = False
             return None
-
-
-assert BLOCK_STEPS % GROUP == 0 and MASK_BLOCK_STEPS % GROUP == 0
-
-
-def _batches(draws: BatchDraws, start: int, stop: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple]]:
-    """Each step's ctx (B, T), target (B,) and keeps ((B, W) per dropout layer) from `start` to `stop`."""
-    step = start
-    while step < stop:
-        count = min(GROUP - step % GROUP, stop - step)
-        ctx, target, keeps = draws.take(step, count)  # (n, B, T), (n, B), [(n, B, W)]
-        masks = list(zip(*(keep.unbind(0) for keep in keeps))) if keeps else [()] * count
-        yield from zip(ctx.unbind(0), target.unbind(0), masks)
-        step += count
