@@ -30,8 +30,8 @@ from bnnames.storage.files import atomic_writer
 def after_read(action: Callable[[], None]) -> None:
     real = checkpoint._read_tensors
 
-    def read(path):  # type: ignore[no-untyped-def]
-        tensors = real(path)
+    def read(handle, path, table):  # type: ignore[no-untyped-def]
+        tensors = real(handle, path, table)
         action()
         return tensors
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 
+import pytest
 import torch
 from safetensors import safe_open
 
 from bnnames.config import ModelConfig, TrainConfig
 from bnnames.data import Vocab
+from bnnames.errors import CheckpointError
 from bnnames.model import create_model
 from bnnames.storage.checkpoint import GENERATOR_KEY, Checkpoint, load_checkpoint, save_checkpoint
 
@@ -66,3 +70,42 @@ def test_plain_safetensors_sees_batchnorm_buffers_and_metadata(tmp_path):
     assert json.loads(meta["vocab"]) == ["a", "b", "é", "ü"]
     assert json.loads(meta["model_config"])["n_hidden"] == 8
     assert meta["split_seed"] == "42" and meta["data_sha256"] == "ab" * 32 and meta["step"] == "4"
+
+
+def test_a_file_replaced_while_it_is_read_loads_as_the_file_opened(tmp_path, monkeypatch):
+    """`train` replaces its checkpoint (atomically) while other commands read it: a reader gets the
+    file it opened, header and tensors alike. It once took the header from one file and the bytes
+    from the next, whose metadata had another length: a running_var read at a running_mean's offset."""
+    import bnnames.storage.checkpoint as checkpoint
+
+    first, later = _checkpoint(), _checkpoint()
+    with torch.no_grad():
+        for p in later.model.parameters():
+            p.mul_(-3.0)
+    later = dataclasses.replace(later, step=10, losses={"train": 1.25, "val": 1.5})  # a longer header
+    path, newer = tmp_path / "c.safetensors", tmp_path / "newer.safetensors"
+    save_checkpoint(path, first)
+    save_checkpoint(newer, later)
+    real = checkpoint.read_header
+
+    def read_then_replace(*args):  # type: ignore[no-untyped-def]
+        header = real(*args)
+        os.replace(newer, path)  # what a training run's save does, between the two reads
+        return header
+
+    monkeypatch.setattr(checkpoint, "read_header", read_then_replace)
+    loaded = load_checkpoint(path)
+    assert loaded.step == first.step
+    for (name, a), b in zip(first.model.state_dict().items(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    monkeypatch.undo()
+    assert load_checkpoint(path).step == 10  # the next read sees the new file, whole
+
+
+def test_a_file_longer_than_its_tensors_is_refused_unread(tmp_path):
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, _checkpoint())
+    with open(path, "ab") as handle:
+        handle.write(b"\0" * 64)
+    with pytest.raises(CheckpointError, match="tensors should end at byte .*the file goes on"):
+        load_checkpoint(path)

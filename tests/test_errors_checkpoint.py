@@ -210,11 +210,11 @@ def test_a_checkpoint_path_that_is_not_a_file(kind, tmp_path):
 
 
 def test_the_loader_reads_no_tensor_before_the_table_is_checked(good, tmp_path, monkeypatch):
-    """A checkpoint whose config disagrees with its tensors is refused before safe_open runs."""
+    """A checkpoint whose config disagrees with its tensors is refused before its tensors are read."""
     import bnnames.storage.checkpoint
 
     opened: list[str] = []
-    monkeypatch.setattr(bnnames.storage.checkpoint, "safe_open", lambda *a, **k: opened.append("opened"))
+    monkeypatch.setattr(bnnames.storage.checkpoint, "tensors_from_bytes", lambda *a, **k: opened.append("opened"))
     path = tmp_path / "c.safetensors"
     path.write_bytes(with_model_config(n_hidden=16384)(good))
     fail_with("eval", "-c", path, fragments=("should be F32 [9, 16384]",))

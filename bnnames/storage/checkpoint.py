@@ -21,10 +21,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as tensors_from_bytes
 from safetensors.torch import save as safetensors_bytes
 
 from bnnames import __version__
@@ -34,7 +35,7 @@ from bnnames.errors import BnnamesError, CheckpointError, ConfigError, DataError
 from bnnames.model import BatchNorm, NamesModel, build_model
 from bnnames.schedule import Curve, curve_from_json, curve_to_json
 from bnnames.storage.files import atomic_write_bytes
-from bnnames.storage.header import TensorEntry, read_header, short
+from bnnames.storage.header import TensorEntry, open_checkpoint, read_header, short
 
 FORMAT_NAME = "bnnames.checkpoint"
 FORMAT_VERSION = "2"
@@ -156,24 +157,25 @@ def load_checkpoint(path: Path) -> Checkpoint:
     no memory) before a single tensor byte is read; nothing is ever unpickled.
     """
     path = Path(path)
-    meta, table = read_header(path)
-    if meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path} is a safetensors file but not a bnnames checkpoint")
-    if meta.get("format_version") not in READABLE_VERSIONS:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {short(meta.get('format_version'))}; this bnnames "
-            f"({__version__}) reads versions {', '.join(READABLE_VERSIONS)}: upgrade bnnames or retrain"
-        )
-    try:
-        ckpt_fields = _parse_metadata(meta)
-        config, vocab = ckpt_fields["model_config"], ckpt_fields["vocab"]
-        expected = _expected_tensors(config, vocab, table)
-        if ckpt_fields["curve"].points:  # the best evaluation's weights, named as the last ones
-            expected.update(_expected_tensors(config, vocab, table, BEST_PREFIX))
-    except BnnamesError as err:
-        raise CheckpointError(f"{path} has invalid metadata: {err}") from None
-    _check_tensor_table(path, table, expected)
-    tensors = _read_tensors(path)
+    with open_checkpoint(path) as handle:  # one open: the tensors of the very file whose header is checked
+        meta, table = read_header(handle, path)
+        if meta.get("format") != FORMAT_NAME:
+            raise CheckpointError(f"{path} is a safetensors file but not a bnnames checkpoint")
+        if meta.get("format_version") not in READABLE_VERSIONS:
+            raise CheckpointError(
+                f"{path} has checkpoint format version {short(meta.get('format_version'))}; this bnnames "
+                f"({__version__}) reads versions {', '.join(READABLE_VERSIONS)}: upgrade bnnames or retrain"
+            )
+        try:
+            ckpt_fields = _parse_metadata(meta)
+            config, vocab = ckpt_fields["model_config"], ckpt_fields["vocab"]
+            expected = _expected_tensors(config, vocab, table)
+            if ckpt_fields["curve"].points:  # the best evaluation's weights, named as the last ones
+                expected.update(_expected_tensors(config, vocab, table, BEST_PREFIX))
+        except BnnamesError as err:
+            raise CheckpointError(f"{path} has invalid metadata: {err}") from None
+        _check_tensor_table(path, table, expected)
+        tensors = _read_tensors(handle, path, table)
     generator_state = tensors.pop(GENERATOR_KEY)
     try:
         torch.Generator().set_state(generator_state)  # the same check resume will make
@@ -276,10 +278,21 @@ def _check_tensor_table(path: Path, table: dict[str, TensorEntry], expected: dic
             )
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(handle: BinaryIO, path: Path, table: dict[str, TensorEntry]) -> dict[str, torch.Tensor]:
+    """Every tensor of the open file whose header `table` was checked, read from that same file:
+    not by opening `path` again, where a running `train` may have put a newer file since (that mixed
+    one file's tensor table with another's bytes: test_resume.py saw a "negative running_var").
+    At most the bytes the table describes are read: a file with more is refused, not loaded."""
+    size = handle.tell() + sum(entry.nbytes for entry in table.values())  # read_header stops at the data
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        handle.seek(0)
+        raw = handle.read(size + 1)
+        if len(raw) != size:
+            raise CheckpointError(
+                f"{path} is corrupt or truncated (its tensors should end at byte {size:,}, "
+                f"the file {'goes on' if len(raw) > size else f'ends at {len(raw):,}'})"
+            )
+        tensors = tensors_from_bytes(raw)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0][:120]
         raise CheckpointError(f"{path} is corrupt or truncated ({reason})") from None
