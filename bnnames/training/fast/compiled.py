@@ -213,7 +213,7 @@ def _compile(
             if removed:
                 freed = sum(entry.size for entry in removed)
                 note(
-                    f"the compile cache is full ({packages.LIMIT_BYTES >> 20} MB): removed {len(removed)} "
+                    f"the compile cache is full ({packages.LIMIT_BYTES // 1_000_000} MB): removed {len(removed)} "
                     f"least recently used entries ({freed / 1e6:.1f} MB)"
                 )
     return run

@@ -24,13 +24,14 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnnames.training.fast.cache import PRIVATE_FILE
+from bnnames.errors import ConfigError
+from bnnames.training.fast.cache import PRIVATE_FILE, cache_root, compile_cache_folder, untrusted_because
 
-LIMIT_BYTES = 64 << 20  # about 50 compiled steps of the default model (0.55 MB and torch's 0.7 MB each)
+LIMIT_BYTES = 64_000_000  # 64 MB: about 50 compiled steps of the default model (0.55 MB and torch's 0.7 MB each)
 KEEP = ("steps", "locks")  # the subfolders that are not one entry each: packages, torch's lock files
 
 
@@ -163,13 +164,39 @@ def prune(folder: Path, keep: Path, limit: int = LIMIT_BYTES) -> list[Entry]:
     return removed
 
 
-def clear(folder: Path) -> int:
-    """Empty the compile cache `folder` (only what bnnames and torch's compiles wrote there:
-    the folder itself goes); returns the bytes freed."""
-    freed = sum(entry.size for entry in entries(folder))
-    if folder.is_dir() and not folder.is_symlink():
-        shutil.rmtree(folder)
-    return freed
+@dataclass(frozen=True)
+class CacheView:
+    """The compile cache as `bnnames cache` shows it."""
+
+    folder: Path
+    entries: list[Entry]  # least recently used first
+    limit: int
+    untrusted: tuple[Path, str] | None  # what makes the cache unloadable, if anything
+
+    @property
+    def size(self) -> int:
+        return sum(entry.size for entry in self.entries)
+
+
+def view(env: Mapping[str, str]) -> CacheView:
+    """The compile cache of this environment (`cache.compile_cache_folder`), read, never created."""
+    folder = compile_cache_folder(env)
+    found = untrusted_because(folder / "steps", cache_root(env)) if folder.is_dir() else None
+    return CacheView(folder, entries(folder), LIMIT_BYTES, found)
+
+
+def clear(env: Mapping[str, str]) -> CacheView:
+    """Empty the compile cache: its folder goes, with only what bnnames and torch's compiles wrote
+    there (the cache root may be a folder of the user's); returns what it held."""
+    held = view(env)
+    try:
+        if held.folder.is_symlink():
+            held.folder.unlink()
+        elif held.folder.is_dir():
+            shutil.rmtree(held.folder)
+    except OSError as err:
+        raise ConfigError(f"cannot clear the compile cache {held.folder}: {err.strerror or err}") from None
+    return held
 
 
 def age(entry: Entry, now: float | None = None) -> str:
