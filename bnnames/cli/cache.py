@@ -13,9 +13,15 @@ from bnnames.cli.common import note, one_line_errors, stdout
 @one_line_errors
 def cache(
     ctx: typer.Context,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove every compiled step (recompiled when next needed).")] = False,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove every compiled step (each is compiled again when next needed).")
+    ] = False,
 ) -> None:
-    """Show the compiled-step cache: its folder, its size against its bound, and each entry (least recently used first: the first to go when the cache is full). The folder is $BNNAMES_CACHE_DIR/compiled, or the platform's cache folder."""
+    """Show the compiled-step cache: its folder, its size against its bound, and each entry, least
+    recently used first (the first to go when the cache is full).
+
+    The folder is $BNNAMES_CACHE_DIR/compiled, else the platform's cache folder (~/.cache/bnnames).
+    """
     from bnnames.training.fast import packages
     from bnnames.training.fast.cache import untrusted_note
 
