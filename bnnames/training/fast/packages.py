@@ -31,7 +31,7 @@ from pathlib import Path
 from bnnames.errors import ConfigError
 from bnnames.training.fast.cache import PRIVATE_FILE, cache_root, compile_cache_folder, untrusted_because
 
-LIMIT_BYTES = 64_000_000  # 64 MB: about 50 compiled steps of the default model (0.55 MB and torch's 0.7 MB each)
+LIMIT_BYTES = 64_000_000  # about 50 compiled steps of the default model (docs/commands.md, `bnnames cache`)
 KEEP = ("steps", "locks")  # the subfolders that are not one entry each: packages, torch's lock files
 
 
