@@ -7,8 +7,10 @@ import functools
 import hashlib
 import os
 import random
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -35,14 +37,16 @@ def read_file_bytes(path: Path) -> bytes:
     """The bytes of a names file, with one clear error for each way that can fail.
 
     Reads at most MAX_FILE_BYTES + 1 bytes, so a pipe (`<(grep ...)`) works and an endless
-    stream cannot exhaust memory.
+    stream cannot exhaust memory. A named pipe (FIFO) is opened without waiting for a writer
+    (`_open_without_waiting`): one that nobody writes to yet is an error at once, not a hang.
     """
     path = Path(path)
     if os.path.isdir(path):
         raise DataError(f"{path} is a folder, not a names file: pass a text file with one name a line")
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size  # 0 for a pipe: checked after reading
+        with _open_without_waiting(path) as handle:
+            info = os.fstat(handle.fileno())
+            size = info.st_size  # 0 for a pipe: checked after reading
             if size > MAX_FILE_BYTES:
                 raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
             check_memory(path, size, available_memory())
@@ -55,9 +59,29 @@ def read_file_bytes(path: Path) -> bytes:
         raise DataError(f"cannot read names file {path}: {getattr(err, 'strerror', None) or err}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise DataError(f"{path} is larger than {MAX_FILE_BYTES >> 20} MiB: is it really a list of names?")
+    if not raw and stat.S_ISFIFO(info.st_mode):
+        raise DataError(
+            f"names file {path} is a pipe with nothing to read (no program writes to it): "
+            "start the program that writes it first, or pass a regular file"
+        )
     if not size:  # a pipe: its size is known now, before the names are parsed
         check_memory(path, len(raw), available_memory())
     return raw
+
+
+def _open_without_waiting(path: Path) -> BinaryIO:
+    """`path` opened for reading, then read as usual (blocking).
+
+    A plain open() of a FIFO waits, inside the C call, until some program opens it for writing;
+    `train` records its first signal to save at the next step, and the open, retried, waits on,
+    so Ctrl-C or a kill went unheard. Opened non-blocking the call returns at once (a FIFO with no
+    writer then reads as empty), and reads after it block as a plain file's do.
+    """
+    flag = getattr(os, "O_NONBLOCK", 0)  # not on Windows, where no FIFO opens this way
+    fd = os.open(path, os.O_RDONLY | flag)
+    if flag:
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def check_memory(path: Path, size: int, available: int | None) -> None:

@@ -17,6 +17,7 @@ from bnnames.training.fast.cache import (
     cache_root,
     compile_cache,
     compile_cache_folder,
+    trusted_folder,
     unusable_because,
 )
 from tests.helpers import TINY, cli
@@ -47,23 +48,22 @@ def test_a_usable_folder_is_created_and_an_unusable_one_says_why(tmp_path: Path,
 def test_torch_compiles_into_the_lasting_folder_only_within_the_block(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.delenv(TORCH_CACHE_ENV, raising=False)
-    notes: list[str] = []
-    with compile_cache(notes.append):
+    with compile_cache(compile_cache_folder(os.environ)):
         from torch._inductor.runtime.cache_dir_utils import cache_dir
 
         assert Path(cache_dir()) == compile_cache_folder(os.environ) == tmp_path / "compiled"
-    assert TORCH_CACHE_ENV not in os.environ and notes == []
+    assert TORCH_CACHE_ENV not in os.environ
 
 
 def test_torch_trusts_the_cpus_flags_within_the_block_unless_told_otherwise(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     monkeypatch.delenv(VEC_ISA_ENV, raising=False)
-    with pytest.raises(RuntimeError, match="compile failed"), compile_cache(print):
+    with pytest.raises(RuntimeError, match="compile failed"), compile_cache(tmp_path):
         assert inductor_config.cpp.vec_isa_ok is True  # no probe libraries built and loaded
         raise RuntimeError("compile failed")  # a failure goes through to the caller's fallback
     assert inductor_config.cpp.vec_isa_ok is None  # only within the block
     monkeypatch.setenv(VEC_ISA_ENV, "0")  # the user's answer (read by torch at import) stands
-    with compile_cache(print):
+    with compile_cache(tmp_path):
         assert inductor_config.cpp.vec_isa_ok is None
 
 
@@ -72,9 +72,12 @@ def test_a_broken_cache_is_said_once_and_compiling_goes_on_without_it(tmp_path: 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "file"))
     monkeypatch.setenv(TORCH_CACHE_ENV, str(tmp_path / "torch's own"))
     notes: list[str] = []
-    with compile_cache(notes.append):
-        assert os.environ[TORCH_CACHE_ENV] == str(tmp_path / "torch's own")  # left as it was
+    folder = compile_cache_folder(os.environ)
+    assert trusted_folder(folder, cache_root(os.environ), notes.append) is None
     assert len(notes) == 1 and "cannot be used (Not a directory)" in notes[0] and CACHE_ENV in notes[0]
+    with compile_cache(None) as scratch:  # a fresh private temporary folder, for this compile only
+        assert os.environ[TORCH_CACHE_ENV] == str(scratch) and scratch.stat().st_mode & 0o777 == 0o700
+    assert os.environ[TORCH_CACHE_ENV] == str(tmp_path / "torch's own") and not scratch.exists()
 
 
 @pytest.mark.parametrize("bad", ["file", "full"])

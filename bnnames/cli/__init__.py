@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from bnnames import __version__
+from bnnames.cli.cache import cache
 from bnnames.cli.calibrate import calibrate
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
@@ -49,6 +50,7 @@ def make_app() -> typer.Typer:
     app.command()(sample)
     app.command()(score)
     app.command()(diagnose)
+    app.command()(cache)
     return app
 
 

@@ -5,7 +5,8 @@ compiler (~2.3 s on the project's machine), traces the step again and loads the 
 and every call passes through guards and wrappers. Here the step is exported once
 (`torch.export`) and compiled by AOTInductor into a package (a `.pt2` file: a shared library
 and its metadata) in the lasting cache folder (`cache.py`). A later run loads it in
-milliseconds, without importing the compiler, and calls it straight from C++.
+milliseconds, without importing the compiler, and calls it straight from C++; only from a private
+folder, and only the bytes whose digest was recorded when it was compiled (`packages.py`).
 
 One call is one SGD step, updating the parameters and BatchNorm buffers in place. Every step
 runs the same code, so a run split into segments, interrupted or resumed is bit-identical to an
@@ -34,9 +35,17 @@ import torch
 from torch import nn
 
 from bnnames import model as model_module
+from bnnames.training.fast import packages
 from bnnames.training.fast import plan as plan_module
 from bnnames.training.fast import step as step_module
-from bnnames.training.fast.cache import compile_cache, compile_cache_folder, unusable_because
+from bnnames.training.fast.cache import (
+    cache_root,
+    compile_cache,
+    compile_cache_folder,
+    trusted_folder,
+    untrusted_because,
+    untrusted_note,
+)
 from bnnames.training.fast.plan import Plan
 from bnnames.training.fast.step import forward_backward, update_, vocab_range
 
@@ -92,22 +101,50 @@ def native_step(
     inputs = [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
     vocab = params[0].shape[0]
     sizes = vocab_range(plan, vocab, ctx.shape)  # the vocabularies a package compiled now serves
-    folder = compile_cache_folder(os.environ) / PACKAGES
-    if unusable_because(folder) is None:  # (compile_cache says why not, if it comes to compiling)
-        for dynamic in (True, False):
-            path = folder / f"{step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)}.pt2"
-            if path.exists():
-                try:
-                    return _bind(_load(path), params, buffers)
-                except Exception:  # noqa: BLE001 - a broken or foreign file: compile it again, over it
-                    note(f"the compiled step {path.name} in the cache could not be loaded: compiling it again")
+    keys = [step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None) for dynamic in (True, False)]
+    run, folder = _cached(keys, note)
+    if run is not None:
+        return _bind(run, params, buffers)
     module = _Step(plan, len(keeps), len(params), [len(norm) for norm in buffers], weight_decay)
-    with compile_cache(note) as lasting, warnings.catch_warnings():  # lasting: the folder, or None (said)
-        note(f"compiling the training step for this CPU (seconds{', once: later runs load it' if lasting else ''})")
+    with compile_cache(folder.parent if folder else None) as where, warnings.catch_warnings():
+        note(f"compiling the training step for this CPU (seconds{', once: later runs load it' if folder else ''})")
         warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecation notices: not the user's
         exported, dynamic = _export(module, inputs, vocab, sizes)
         key = step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)
-        return _bind(_compile(exported, folder if lasting else None, key), params, buffers)
+        about = f"{_about(plan)}; batch {ctx.shape[0]}, vocab {_vocabs(sizes) if dynamic else vocab}"
+        lasting = folder / f"{key}.pt2" if folder else None
+        return _bind(_compile(exported, Path(where), lasting, about, note), params, buffers)
+
+
+def _cached(keys: list[str], note: Callable[[str], None]) -> tuple[Callable | None, Path | None]:
+    """The run function of the first package of `keys` in the cache that passes every check, and
+    the folder to compile into: the cache's, or None for a private temporary one (said why)."""
+    root = cache_root(os.environ)
+    folder = trusted_folder(compile_cache_folder(os.environ) / PACKAGES, root, note)
+    for key in keys if folder else ():
+        path = folder / f"{key}.pt2"
+        found = untrusted_because(path, root) or untrusted_because(packages.record_path(path), root)
+        if found is not None:
+            note(untrusted_note(found))
+            return None, None
+        with packages.verified_copy(path, note) as copy:
+            if copy is not None:
+                try:
+                    return _load(copy), folder
+                except Exception:  # noqa: BLE001 - a package this torch cannot load: compile it again, over it
+                    note(f"the compiled step {path.name} in the cache could not be loaded: compiling it again")
+    return None, folder
+
+
+def _vocabs(sizes: tuple[int, int | None]) -> str:
+    low, high = sizes
+    return f"{low}+" if high is None else f"{low}-{high}"
+
+
+def _about(plan: Plan) -> str:
+    """A package's key in words, for `bnnames cache`: the step's layers."""
+    kinds = [type(spec).__name__.removesuffix("Spec") for spec in plan.layers]
+    return f"{len(kinds)} layers ({' '.join(kinds)}), torch {torch.__version__}"
 
 
 def _export(
@@ -153,22 +190,33 @@ def _shapes(inputs: Sequence[torch.Tensor], vocab: int, sizes: tuple[int, int | 
     return (specs[0], specs[1], tuple(specs[2:]))  # as _Step.forward takes them: ctx, target, *rest
 
 
-def _compile(exported: torch.export.ExportedProgram, folder: Path | None, key: str) -> Callable:
-    """Compile `exported` into the package `folder`/`key`.pt2, written whole (temp file, then a
-    rename, so two runs compiling at once never see half a file), and load it. Without a usable
-    folder the package goes to a temporary folder and is loaded from there."""
+def _compile(
+    exported: torch.export.ExportedProgram, scratch: Path, lasting: Path | None, about: str, note: Callable[[str], None]
+) -> Callable:
+    """Compile `exported` into a package in `scratch` and load it; with a `lasting` path, the package
+    is then moved there whole (with its digest record, `packages.write_package`: two runs compiling
+    at once never see half a file) and the cache pruned to its bound."""
     import torch._inductor  # here: only a compiling run imports the compiler
 
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".compiling-") as scratch:
-        package = torch._inductor.aoti_compile_and_package(
-            exported,
-            package_path=str(Path(scratch) / "step.pt2"),
-            inductor_configs=dict(COMPILE_OPTIONS),  # a copy: torch adds its own keys to it
+    with tempfile.TemporaryDirectory(dir=lasting.parent if lasting else scratch, prefix=".compiling-") as into:
+        package = Path(
+            torch._inductor.aoti_compile_and_package(
+                exported,
+                package_path=str(Path(into) / "step.pt2"),
+                inductor_configs=dict(COMPILE_OPTIONS),  # a copy: torch adds its own keys to it
+            )
         )
-        if folder is None:
-            return _load(Path(package))  # loaded (extracted) before the temporary folder goes
-        os.replace(package, folder / f"{key}.pt2")
-    return _load(folder / f"{key}.pt2")
+        run = _load(package)  # loaded (extracted) from the folder this process just created
+        if lasting is not None:
+            packages.write_package(package, lasting, about)
+            removed = packages.prune(scratch, keep=lasting)
+            if removed:
+                freed = sum(entry.size for entry in removed)
+                note(
+                    f"the compile cache is full ({packages.LIMIT_BYTES // 1_000_000} MB): removed {len(removed)} "
+                    f"least recently used entries ({freed / 1e6:.1f} MB)"
+                )
+    return run
 
 
 def _load(path: Path) -> Callable:
