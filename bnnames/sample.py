@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,6 @@ TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** bloc
 NON_FINITE = "this model gives non-finite probabilities: its weights are corrupt or diverged (see `bnnames eval`)"
 
 
-@torch.inference_mode()
 def sample_names(
     model: NamesModel,
     vocab: Vocab,
@@ -33,7 +33,22 @@ def sample_names(
     exclude: frozenset[str] = frozenset(),
     device: torch.device | None = None,  # None: where the model's parameters are
 ) -> list[str]:
-    """`config.count` names, never empty and never in `exclude`, in the order they were drawn.
+    """`config.count` names, never empty and never in `exclude`, in the order they were drawn."""
+    batches = draw_batches(model, vocab, block_size, config, generator, exclude, device)
+    return [name for batch in batches for name in batch]
+
+
+def draw_batches(
+    model: NamesModel,
+    vocab: Vocab,
+    block_size: int,
+    config: SampleConfig,
+    generator: torch.Generator,
+    exclude: frozenset[str] = frozenset(),
+    device: torch.device | None = None,  # None: where the model's parameters are
+) -> Iterator[list[str]]:
+    """The names of `sample_names`, batch by batch as they are drawn: a caller can write each
+    batch out before the next is drawn, so memory holds one batch whatever the count.
 
     Rows advance together one character per step; a row is done when it draws the boundary
     token or reaches max_length. Empty or excluded names are drawn again in the next batch.
@@ -42,20 +57,27 @@ def sample_names(
     device = device or next(model.parameters()).device
     prefix_ids = vocab.encode(config.prefix)
     context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
-    predictor = _predictor(model, vocab.size, block_size, config, device)
+    with torch.inference_mode():
+        predictor = _predictor(model, vocab.size, block_size, config, device)
     rows = min(config.batch, 2 * config.count)
-    names: list[str] = []
+    left = config.count
     for _ in range(100 + 10 * math.ceil(config.count / rows)):  # gives up on a hopeless --novel
-        ids = _sample_batch(predictor, context, rows, config.max_length - len(prefix_ids), generator)
+        with torch.inference_mode(), num_threads(THREADS):  # each batch alike, however it is consumed
+            ids = _sample_batch(predictor, context, rows, config.max_length - len(prefix_ids), generator)
+        batch: list[str] = []
         for row in ids.tolist():
             body = row[: row.index(BOUNDARY)] if BOUNDARY in row else row
             name = config.prefix + vocab.decode(body)
             if name and name not in exclude:
-                names.append(name)
-                if len(names) == config.count:
-                    return names
+                batch.append(name)
+                if len(batch) == left:
+                    yield batch
+                    return
+        left -= len(batch)
+        if batch:
+            yield batch
     raise ConfigError(
-        f"drew only {len(names)} of {config.count} names (the rest were empty or already known): "
+        f"drew only {config.count - left} of {config.count} names (the rest were empty or already known): "
         "lower -n, raise --temperature or drop --novel"
     )
 
@@ -157,9 +179,14 @@ def _cdf(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SampleReport:
-    names: list[str]
+    batches: Iterator[list[str]]  # drawn as they are read: write each out before the next is drawn
     seed: int
     note: str | None
+
+    @property
+    def names(self) -> list[str]:
+        """Every name at once (reads the batches: once only)."""
+        return [name for batch in self.batches for name in batch]
 
 
 @num_threads(THREADS)
@@ -183,5 +210,5 @@ def sample_checkpoint(
         exclude, note = frozenset(dataset.names), data_note(ckpt, dataset)
     seed = config.seed if config.seed is not None else secrets.randbits(62)
     generator = torch.Generator().manual_seed(seed)
-    names = sample_names(model, ckpt.vocab, ckpt.model_config.block_size, config, generator, exclude, target)
-    return SampleReport(names, seed, note)
+    batches = draw_batches(model, ckpt.vocab, ckpt.model_config.block_size, config, generator, exclude, target)
+    return SampleReport(batches, seed, note)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+import bnnames.sample as sample_module
 from bnnames.config import ModelConfig, SampleConfig
 from bnnames.data import Vocab
 from bnnames.model import create_model
-from bnnames.sample import Predictor, TablePredictor, _sample_batch, sample_names
+from bnnames.sample import Predictor, TablePredictor, _sample_batch, draw_batches, sample_names
 
 VOCAB = Vocab(tuple("abcdefghijklmnopqrstuvwxyz"))
 CPU = torch.device("cpu")
@@ -73,3 +74,34 @@ def test_same_seed_same_names_and_never_an_empty_or_excluded_one() -> None:
     banned = frozenset(first[:100])
     again = sample_names(model, VOCAB, 3, config, torch.Generator().manual_seed(5), exclude=banned)
     assert all(name and name not in banned and len(name) <= 12 for name in again)
+
+
+def _drawn_all_then_filtered(model, config: SampleConfig, seed: int, exclude: frozenset[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The sampler as it was before streaming: every batch drawn, then the names kept in order."""
+    generator = torch.Generator().manual_seed(seed)
+    predictor = TablePredictor(model, VOCAB.size, 3, config, CPU)
+    context = ([0] * 3 + VOCAB.encode(config.prefix))[-3:]
+    names: list[str] = []
+    while len(names) < config.count:
+        with torch.inference_mode():
+            ids = _sample_batch(predictor, context, min(config.batch, 2 * config.count), config.max_length, generator)
+        for row in ids.tolist():
+            name = config.prefix + VOCAB.decode(row[: row.index(0)] if 0 in row else row)
+            if name and name not in exclude and len(names) < config.count:
+                names.append(name)
+    return names
+
+
+def test_streamed_batches_are_the_names_drawn_all_at_once_in_the_same_order(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    model, config = _model(), SampleConfig(count=700, batch=64, max_length=12)
+    exclude = frozenset(_drawn_all_then_filtered(model, SampleConfig(count=40, batch=64), 9, frozenset()))
+    expected = _drawn_all_then_filtered(model, config, 5, exclude)
+    drawn: list[int] = []
+    real = sample_module._sample_batch
+    monkeypatch.setattr(sample_module, "_sample_batch", lambda *a: drawn.append(1) or real(*a))
+    batches = draw_batches(model, VOCAB, 3, config, torch.Generator().manual_seed(5), exclude, CPU)
+    first = next(batches)
+    assert len(drawn) == 1 and 0 < len(first) <= 64  # the first batch comes out before the second is drawn
+    streamed = first + [name for batch in batches for name in batch]
+    assert streamed == expected
+    assert len(drawn) > 10  # many batches: the order across them was checked

@@ -40,4 +40,6 @@ def sample(
     report = sample_checkpoint(checkpoint, config, novel, data, device, weights)
     if report.note:
         note(report.note)
-    sys.stdout.write("".join(name + "\n" for name in report.names))
+    for batch in report.batches:  # each batch written as soon as it is drawn: the first names show at once
+        sys.stdout.write("".join(name + "\n" for name in batch))
+        sys.stdout.flush()
