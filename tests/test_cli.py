@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bnnames.config import ModelConfig, Norm, PresetName, TrainConfig, choices, flag
 from bnnames.storage.checkpoint import load_checkpoint
-from tests.helpers import TINY, cli
+from tests.helpers import BNNAMES, TINY, cli, subprocess_env
 
 
 @pytest.fixture
@@ -158,3 +159,21 @@ def test_every_config_field_is_a_train_option():
     for cls in (ModelConfig, TrainConfig):
         for field in dataclasses.fields(cls):
             assert flag(field.name) in text, field.name
+
+
+def test_sample_into_a_pipe_closed_early_stops_quietly(small_names: Path, tmp_path: Path) -> None:
+    """`bnnames sample -n BIG | head -1`: names are streamed, so the reader leaves mid-stream;
+    sample stops drawing and exits 0 with nothing on stderr, as Unix tools do."""
+    ckpt = tmp_path / "m.safetensors"
+    cli("train", small_names, "-c", ckpt, *TINY)
+    child = subprocess.Popen(
+        [*BNNAMES, "sample", "-c", ckpt, "-n", "2000000", "--seed", "1"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip()  # a first name, then the reader leaves
+    child.stdout.close()
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert err == b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,9 @@ def sample(
     report = sample_checkpoint(checkpoint, config, novel, data, device, weights)
     if report.note:
         note(report.note)
-    for batch in report.batches:  # each batch written as soon as it is drawn: the first names show at once
-        sys.stdout.write("".join(name + "\n" for name in batch))
-        sys.stdout.flush()
+    try:
+        for batch in report.batches:  # each batch written as soon as it is drawn: the first names show at once
+            sys.stdout.write("".join(name + "\n" for name in batch))
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader has all it wants (`| head`): stop drawing, quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
