@@ -70,12 +70,11 @@ def read_file_bytes(path: Path) -> bytes:
 
 
 def _open_without_waiting(path: Path) -> BinaryIO:
-    """`path` opened for reading, then read as usual (blocking).
+    """`path` opened for reading without waiting, then read as usual (blocking).
 
-    A plain open() of a FIFO waits, inside the C call, until some program opens it for writing;
-    `train` records its first signal to save at the next step, and the open, retried, waits on,
-    so Ctrl-C or a kill went unheard. Opened non-blocking the call returns at once (a FIFO with no
-    writer then reads as empty), and reads after it block as a plain file's do.
+    A plain open() of a FIFO waits inside the C call for a writer, where no signal handler runs;
+    opened non-blocking it returns at once (a FIFO with no writer then reads as empty), and the
+    reads after it block as a plain file's do (docs/reliability.md, names files that are pipes).
     """
     flag = getattr(os, "O_NONBLOCK", 0)  # not on Windows, where no FIFO opens this way
     fd = os.open(path, os.O_RDONLY | flag)

@@ -57,7 +57,7 @@ def draw_batches(
     device = device or next(model.parameters()).device
     prefix_ids = vocab.encode(config.prefix)
     context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
-    with torch.inference_mode():
+    with torch.inference_mode(), num_threads(THREADS):  # the fold, as the draws: one thread count
         predictor = _predictor(model, vocab.size, block_size, config, device)
     rows = min(config.batch, 2 * config.count)
     left = config.count
@@ -182,11 +182,6 @@ class SampleReport:
     batches: Iterator[list[str]]  # drawn as they are read: write each out before the next is drawn
     seed: int
     note: str | None
-
-    @property
-    def names(self) -> list[str]:
-        """Every name at once (reads the batches: once only)."""
-        return [name for batch in self.batches for name in batch]
 
 
 @num_threads(THREADS)

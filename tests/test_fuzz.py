@@ -157,7 +157,8 @@ def check_checkpoint(path: Path, raw: bytes) -> None:
     contexts = torch.zeros((2, ckpt.model_config.block_size), dtype=torch.long)
     assert ckpt.model(contexts).shape == (2, ckpt.vocab.size)
     try:  # and it samples, or says in one line why it cannot (weights that overflow)
-        names = sample_checkpoint(path, SampleConfig(count=1, max_length=4, seed=0), False, None, "cpu").names
+        report = sample_checkpoint(path, SampleConfig(count=1, max_length=4, seed=0), False, None, "cpu")
+        names = [name for batch in report.batches for name in batch]
     except BnnamesError as err:
         assert_clean(err)
         return

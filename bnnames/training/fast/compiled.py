@@ -191,14 +191,15 @@ def _shapes(inputs: Sequence[torch.Tensor], vocab: int, sizes: tuple[int, int | 
 
 
 def _compile(
-    exported: torch.export.ExportedProgram, scratch: Path, lasting: Path | None, about: str, note: Callable[[str], None]
+    exported: torch.export.ExportedProgram, folder: Path, lasting: Path | None, about: str, note: Callable[[str], None]
 ) -> Callable:
-    """Compile `exported` into a package in `scratch` and load it; with a `lasting` path, the package
+    """Compile `exported` into a package in `folder` (the cache's compile folder, or a private
+    temporary one) and load it; with a `lasting` path, the package
     is then moved there whole (with its digest record, `packages.write_package`: two runs compiling
     at once never see half a file) and the cache pruned to its bound."""
     import torch._inductor  # here: only a compiling run imports the compiler
 
-    with tempfile.TemporaryDirectory(dir=lasting.parent if lasting else scratch, prefix=".compiling-") as into:
+    with tempfile.TemporaryDirectory(dir=lasting.parent if lasting else folder, prefix=".compiling-") as into:
         package = Path(
             torch._inductor.aoti_compile_and_package(
                 exported,
@@ -209,7 +210,7 @@ def _compile(
         run = _load(package)  # loaded (extracted) from the folder this process just created
         if lasting is not None:
             packages.write_package(package, lasting, about)
-            removed = packages.prune(scratch, keep=lasting)
+            removed = packages.prune(folder, keep=lasting)
             if removed:
                 freed = sum(entry.size for entry in removed)
                 note(
