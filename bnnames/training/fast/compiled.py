@@ -88,19 +88,16 @@ def native_step(
     falls back to the eager step.
     """
     ctx, target, keeps = batch
-    lr = torch.tensor(0.0, dtype=params[0].dtype)
-    inputs = [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
+    inputs = _inputs(params, buffers, batch)
     vocab = params[0].shape[0]
     sizes = vocab_range(plan, vocab, ctx.shape)  # the vocabularies a package compiled now serves
     folder = compile_cache_folder(os.environ) / PACKAGES
-    if unusable_because(folder) is None:  # (compile_cache says why not, if it comes to compiling)
-        for dynamic in (True, False):
-            path = folder / f"{step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)}.pt2"
-            if path.exists():
-                try:
-                    return _bind(_load(path), params, buffers)
-                except Exception:  # noqa: BLE001 - a broken or foreign file: compile it again, over it
-                    note(f"the compiled step {path.name} in the cache could not be loaded: compiling it again")
+    path = cached_package(plan, params, buffers, batch, weight_decay)
+    if path is not None and unusable_because(folder) is None:  # (compile_cache says why not, if it comes to compiling)
+        try:
+            return _bind(_load(path), params, buffers)
+        except Exception:  # noqa: BLE001 - a broken or foreign file: compile it again, over it
+            note(f"the compiled step {path.name} in the cache could not be loaded: compiling it again")
     module = _Step(plan, len(keeps), len(params), [len(norm) for norm in buffers], weight_decay)
     with compile_cache(note) as lasting, warnings.catch_warnings():  # lasting: the folder, or None (said)
         note(f"compiling the training step for this CPU (seconds{', once: later runs load it' if lasting else ''})")
@@ -108,6 +105,33 @@ def native_step(
         exported, dynamic = _export(module, inputs, vocab, sizes)
         key = step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)
         return _bind(_compile(exported, folder if lasting else None, key), params, buffers)
+
+
+def cached_package(
+    plan: Plan,
+    params: list[torch.Tensor],
+    buffers: list[list[torch.Tensor]],
+    batch: tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]],
+    weight_decay: float,
+) -> Path | None:
+    """The package `native_step` would load for these tensors (dynamic first), without loading it; None if none."""
+    inputs, vocab = _inputs(params, buffers, batch), params[0].shape[0]
+    sizes = vocab_range(plan, vocab, batch[0].shape)
+    folder = compile_cache_folder(os.environ) / PACKAGES
+    for dynamic in (True, False):
+        path = folder / f"{step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)}.pt2"
+        if path.is_file():
+            return path
+    return None
+
+
+def _inputs(
+    params: list[torch.Tensor], buffers: list[list[torch.Tensor]], batch: tuple[torch.Tensor, torch.Tensor, Sequence]
+) -> list[torch.Tensor]:
+    """The step's flat inputs, as `_Step.forward` takes them (the lr a 0-d placeholder)."""
+    ctx, target, keeps = batch
+    lr = torch.tensor(0.0, dtype=params[0].dtype)
+    return [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
 
 
 def _export(
