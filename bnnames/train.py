@@ -67,6 +67,7 @@ class TrainResult:
     train_config: TrainConfig
     losses: dict[str, float]  # full-split train/val losses with running statistics, when done
     curve: Curve  # the evaluations; curve.best is the step whose weights `eval` and `sample` use
+    resumed_at: int | None = None  # the step a --resume continued from (None: a new run)
 
 
 @num_threads(THREADS)
@@ -123,7 +124,9 @@ def _train(
     """
     model = ckpt.model.to(device)
     train = dataset.stream("train").to(device)  # gathered batch by batch: memory follows the characters
-    engine = resolve_engine(ckpt.train_config.engine, model, ckpt.train_config, device, len(train))  # stored
+    engine = resolve_engine(  # stored
+        ckpt.train_config.engine, model, ckpt.train_config, device, len(train), ckpt.model_config.block_size
+    )
     every = ckpt.train_config.eval_interval(len(train))  # stored: resume evaluates at the same steps
     config = dataclasses.replace(ckpt.train_config, engine=engine, eval_every=every)
     ckpt = dataclasses.replace(ckpt, train_config=config)
@@ -170,14 +173,14 @@ def _train(
         stopping = should_stop()  # read once: a signal may arrive at any moment
         if stopping and step == first:  # no step done by this invocation: nothing new to save
             status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)
-            return _result(status, request, ckpt)
+            return _result(status, request, ckpt, first)
         if (step < config.steps and not curve.stopped and _is_save_point(step, request.save_every)) or stopping:
             save_checkpoint(request.checkpoint, ckpt)
             saved = step
             if recorder is not None:
                 recorder.save()  # the sidecar always matches the checkpoint on disk
         if stopping:
-            return _result("interrupted", request, ckpt)
+            return _result("interrupted", request, ckpt, first)
         if step == config.steps or curve.stopped:
             break
     model.use_stats("running")
@@ -186,12 +189,14 @@ def _train(
     save_checkpoint(request.checkpoint, ckpt)
     if recorder is not None:
         recorder.save()
-    return _result("done", request, ckpt)
+    return _result("done", request, ckpt, first)
 
 
-def _result(status: str, request: TrainRequest, ckpt: Checkpoint) -> TrainResult:
+def _result(status: str, request: TrainRequest, ckpt: Checkpoint, first: int = 0) -> TrainResult:
     losses = ckpt.losses if status in ("done", "already complete") else {}
-    return TrainResult(status, request.checkpoint, ckpt.step, ckpt.model_config, ckpt.train_config, losses, ckpt.curve)
+    resumed_at = first if request.resume else None
+    config = ckpt.model_config, ckpt.train_config
+    return TrainResult(status, request.checkpoint, ckpt.step, *config, losses, ckpt.curve, resumed_at)
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -78,7 +78,7 @@ def test_existing_checkpoint_is_not_replaced_without_overwrite(trained, small_na
 def test_resume_continues_to_more_steps_and_reports_a_finished_run(trained):
     assert "nothing to do" in cli("train", "--resume").stderr
     result = cli("train", "--resume", "--steps", "400")
-    assert "trained 400 steps" in result.stdout
+    assert "resumed at step 200, trained 200 more steps in " in result.stdout  # not "trained 400 steps"
     conflict = cli("train", "--resume", "--steps", "500", "--lr", "0.5", code=1)
     assert "--lr 0.5 conflicts" in conflict.stderr
 

@@ -12,7 +12,7 @@ import torch
 
 from bnnames.diagnostics.recording import load_recording, sidecar_path
 from bnnames.storage.checkpoint import load_checkpoint
-from tests.helpers import cli
+from tests.helpers import assert_one_line_error, cli
 
 SHAPES = {
     "wavenet": ["--n-embd", "4", "--n-hidden", "8"],
@@ -114,16 +114,16 @@ def test_diagnose_without_a_recording_probes_the_checkpoint(tmp_path, small_name
     ]
 
 
-def test_diagnose_without_matplotlib_prints_the_table_and_how_to_get_plots(tmp_path, small_names, monkeypatch):
+def test_diagnose_out_without_matplotlib_says_how_to_install_it_and_fails(tmp_path, small_names, monkeypatch):
     ckpt = tmp_path / "run.safetensors"
     train(small_names, ckpt, "deep", "batch", "--steps", "10", "--diagnostics-every", "5")
     for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"] + ["matplotlib"]:
         monkeypatch.setitem(sys.modules, name, None)  # any `import matplotlib...` now fails
     monkeypatch.delitem(sys.modules, "bnnames.diagnostics.plots", raising=False)
-    result = cli("diagnose", "-c", ckpt, "--out", tmp_path / "plots")
-    assert "saturated" in result.stdout
-    assert "pip install 'bnnames[plots]'" in result.stderr
+    result = cli("diagnose", "-c", ckpt, "--out", tmp_path / "plots", code=1)
+    assert_one_line_error(result, "--out needs matplotlib", "pip install 'bnnames[plots]'", "pip install matplotlib")
     assert not (tmp_path / "plots").exists()
+    assert "saturated" in cli("diagnose", "-c", ckpt).stdout  # the tables alone need no matplotlib
 
 
 def test_a_stale_or_foreign_sidecar_is_recognised(tmp_path, small_names):

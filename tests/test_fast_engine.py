@@ -10,7 +10,7 @@ from bnnames.errors import ConfigError
 from bnnames.model import build_model
 from bnnames.runtime import num_threads
 from bnnames.training.engines import make_trainer, resolve_engine
-from bnnames.training.fast import compiled
+from bnnames.training.fast import compiled, packages
 from bnnames.training.fast import engine as fast_engine
 from bnnames.training.fast.batches import BatchDraws
 from bnnames.training.fast.engine import FastTrainer
@@ -179,3 +179,33 @@ def test_auto_picks_by_architecture_device_and_run_length() -> None:
     assert resolve_engine("auto", model, long_run, cpu) == "reference"
     with pytest.raises(ConfigError, match="does not cover this architecture"):
         make_trainer(model, SHORT.__class__(engine="eager"), cpu)
+
+
+DROPPING = ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_hidden=16, dropout=0.1)
+
+
+@pytest.mark.parametrize("config", [MLP, DROPPING], ids=["mlp", "dropout"])
+def test_auto_compiles_a_short_run_whose_step_is_already_cached(names_path, tmp_path, monkeypatch, config) -> None:
+    """The key "auto" asks the cache for is the one the trainer itself looks up with real batches."""
+    monkeypatch.setenv("BNNAMES_CACHE_DIR", str(tmp_path))
+    looked_up: list[str] = []
+    real_key = compiled.step_key
+    monkeypatch.setattr(compiled, "step_key", lambda *args: looked_up.append(real_key(*args)) or looked_up[-1])
+
+    def no_export(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("not compiling in this test")
+
+    monkeypatch.setattr(compiled, "_export", no_export)
+    x, y, vocab = train_split(names_path, config.block_size)
+    model, generator = fresh(config, vocab)
+    cpu, short = torch.device("cpu"), SHORT
+    assert resolve_engine("auto", model, short, cpu, len(x), config.block_size) == "eager"  # nothing cached yet
+    FastTrainer(model, plan_of(model), short, compiled=True)(x, y, generator, 0, 1)  # looks up, then falls back
+    package = tmp_path / "compiled" / compiled.PACKAGES / f"{looked_up[-2]}.pt2"  # the dynamic key, asked first
+    package.parent.mkdir(parents=True, exist_ok=True)
+    package.write_bytes(b"")
+    assert resolve_engine("auto", model, short, cpu, len(x), config.block_size) == "eager"  # no record: not loadable
+    packages.record_path(package).write_text("{}")
+    assert resolve_engine("auto", model, short, cpu, len(x), config.block_size) == "compiled"
+    assert resolve_engine("auto", model, short, cpu, len(x)) == "eager"  # no context size given: the cache unasked
+    assert resolve_engine("auto", model, short, torch.device("meta"), len(x), config.block_size) == "eager"

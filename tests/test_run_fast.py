@@ -38,7 +38,8 @@ def test_interrupt_and_resume_equal_one_run(names_path: Path, tmp_path: Path, en
     assert load_checkpoint(split.checkpoint).train_config.engine == engine
 
 
-def test_auto_is_resolved_once_and_stored(names_path: Path, tmp_path: Path) -> None:
+def test_auto_is_resolved_once_and_stored(names_path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BNNAMES_CACHE_DIR", str(tmp_path / "empty cache"))  # a cached step would make auto compile
     request = TrainRequest(checkpoint=tmp_path / "c.safetensors", data=names_path, overrides={"steps": 50})
     assert run_training(request, Quiet(), should_stop=lambda: False).train_config.engine == "eager"  # a short run
     assert load_checkpoint(request.checkpoint).train_config.engine == "eager"

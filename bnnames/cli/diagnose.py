@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,13 +10,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+from bnnames.cli.common import (
+    DEFAULT_CHECKPOINT,
+    CheckpointOpt,
+    DataOpt,
+    DeviceOpt,
+    fail,
+    note,
+    one_line_errors,
+    stdout,
+)
 from bnnames.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
     from bnnames.diagnostics.report import DiagnoseReport
 
-PLOTS_HINT = "plots need matplotlib: pip install 'bnnames[plots]'"
+PLOTS_HINT = "--out needs matplotlib for its plots: pip install 'bnnames[plots]' (or pip install matplotlib)"
 
 
 @one_line_errors
@@ -39,21 +49,26 @@ def diagnose(
 
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file: pass a folder for the plots")
+    write_plots = _plot_writer() if out is not None else None  # before the work: a missing matplotlib fails now
     report = diagnose_checkpoint(checkpoint, data, device)
     for message in report.notes:
         note(escape(message))
     console = stdout()
     console.print(_layer_table(report))
     console.print(_weight_table(report))
-    if out is None:
-        return
-    try:
-        from bnnames.diagnostics.plots import write_plots
-    except ImportError:
-        note(escape(f"{PLOTS_HINT} (the table above is complete without it)"))
+    if write_plots is None or out is None:
         return
     for path in write_plots(report, out):
         console.print(f"wrote {path}")
+
+
+def _plot_writer() -> Callable[[DiagnoseReport, Path], list[Path]]:
+    """`write_plots`, or exit 1 saying how to install matplotlib."""
+    try:
+        from bnnames.diagnostics.plots import write_plots
+    except ImportError:
+        raise fail(escape(PLOTS_HINT)) from None
+    return write_plots
 
 
 def _layer_table(report: DiagnoseReport) -> Table:

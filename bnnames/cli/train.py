@@ -107,7 +107,12 @@ def train(
         note(f"interrupted at step {result.step}; saved {checkpoint}. Continue with: {resume}")
         raise typer.Exit(128 + received[0])
     out = stdout()
-    out.print(f"trained {result.step:,} steps in {time.perf_counter() - started:.1f} s -> {checkpoint}")
+    took = f"{time.perf_counter() - started:.1f} s -> {checkpoint}"
+    if result.resumed_at is None:
+        out.print(f"trained {result.step:,} steps in {took}")
+    else:
+        more = result.step - result.resumed_at
+        out.print(f"resumed at step {result.resumed_at:,}, trained {more:,} more steps in {took}")
     stats = ", running BatchNorm statistics" if result.model_config.uses_batch_norm else ""
     out.print(f"train loss {result.losses['train']:.4f}   val loss {result.losses['val']:.4f}   (nats{stats})")
     best = result.curve.best

@@ -20,8 +20,9 @@ import torch
 from bnnames.config import COMPILE_MIN_STEPS, TrainConfig
 from bnnames.errors import ConfigError
 from bnnames.model import NamesModel
+from bnnames.training.fast.compiled import cached_package
 from bnnames.training.fast.engine import FastTrainer
-from bnnames.training.fast.plan import plan_of
+from bnnames.training.fast.plan import Plan, plan_of, state_of
 from bnnames.training.loop import train_steps
 
 # trainer(x, y, generator, start, stop, on_report=None, report_every=100, should_stop=...) -> steps done, as train_steps
@@ -29,24 +30,42 @@ Trainer = Callable[..., int]
 
 
 def resolve_engine(
-    engine: str, model: NamesModel, config: TrainConfig, device: torch.device, examples: int | None = None
+    engine: str,
+    model: NamesModel,
+    config: TrainConfig,
+    device: torch.device,
+    examples: int | None = None,
+    block_size: int | None = None,
 ) -> str:
     """The concrete engine for "auto": the fastest one that covers the model and pays off.
 
-    A first compile takes seconds (~12 s here; later runs load it in milliseconds): only a long
-    run repays it. Under the plateau schedule --steps is a
-    ceiling, and the run's length follows the data instead (measured: 141-200k steps on the
-    standard file's 182,625 training examples, 6,300 on 2,200 examples of 315 names), so a run on
-    fewer than COMPILE_MIN_STEPS training `examples` is not expected to be long.
+    The compiled step pays off whenever its package is already in the cache (loading it takes
+    milliseconds), else only for a run long enough to repay a first compile (COMPILE_MIN_STEPS;
+    docs/performance.md). Under the plateau schedule --steps is a ceiling and the run's length
+    follows the data, so a run on fewer than COMPILE_MIN_STEPS training `examples` is not expected
+    to be long. The cache is asked only when `block_size` (the model's context) is given.
     """
     if engine != "auto":
         return engine
-    if plan_of(model) is None:
+    plan = plan_of(model)
+    if plan is None:
         return "reference"
+    if device.type != "cpu":
+        return "eager"
     long_run = config.steps >= COMPILE_MIN_STEPS
     if config.schedule == "plateau" and examples is not None:
         long_run = long_run and examples >= COMPILE_MIN_STEPS
-    return "compiled" if device.type == "cpu" and long_run else "eager"
+    cached = block_size is not None and _is_cached(model, plan, config, block_size)
+    return "compiled" if long_run or cached else "eager"
+
+
+def _is_cached(model: NamesModel, plan: Plan, config: TrainConfig, block_size: int) -> bool:
+    """Whether the compile cache holds this model's step (asked with a batch of the step's shapes)."""
+    params, buffers = state_of(model)
+    ctx = torch.zeros((config.batch_size, block_size), dtype=torch.long)
+    target = torch.zeros(config.batch_size, dtype=torch.long)
+    keeps = [torch.zeros((config.batch_size, spec.width), dtype=torch.bool) for spec in plan.dropouts]
+    return cached_package(plan, params, buffers, (ctx, target, keeps), config.weight_decay) is not None
 
 
 def make_trainer(

@@ -97,8 +97,7 @@ def native_step(
     falls back to the eager step.
     """
     ctx, target, keeps = batch
-    lr = torch.tensor(0.0, dtype=params[0].dtype)
-    inputs = [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
+    inputs = _inputs(params, buffers, batch)
     vocab = params[0].shape[0]
     sizes = vocab_range(plan, vocab, ctx.shape)  # the vocabularies a package compiled now serves
     keys = [step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None) for dynamic in (True, False)]
@@ -145,6 +144,33 @@ def _about(plan: Plan) -> str:
     """A package's key in words, for `bnnames cache`: the step's layers."""
     kinds = [type(spec).__name__.removesuffix("Spec") for spec in plan.layers]
     return f"{len(kinds)} layers ({' '.join(kinds)}), torch {torch.__version__}"
+
+
+def cached_package(
+    plan: Plan,
+    params: list[torch.Tensor],
+    buffers: list[list[torch.Tensor]],
+    batch: tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]],
+    weight_decay: float,
+) -> Path | None:
+    """The package `native_step` would load for these tensors (dynamic first), without loading it; None if none."""
+    inputs, vocab = _inputs(params, buffers, batch), params[0].shape[0]
+    sizes = vocab_range(plan, vocab, batch[0].shape)
+    folder = compile_cache_folder(os.environ) / PACKAGES
+    for dynamic in (True, False):
+        path = folder / f"{step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)}.pt2"
+        if path.is_file() and packages.record_path(path).is_file():  # (_cached checks both before a load)
+            return path
+    return None
+
+
+def _inputs(
+    params: list[torch.Tensor], buffers: list[list[torch.Tensor]], batch: tuple[torch.Tensor, torch.Tensor, Sequence]
+) -> list[torch.Tensor]:
+    """The step's flat inputs, as `_Step.forward` takes them (the lr a 0-d placeholder)."""
+    ctx, target, keeps = batch
+    lr = torch.tensor(0.0, dtype=params[0].dtype)
+    return [ctx, target, *keeps, lr, *params, *(b for norm in buffers for b in norm)]
 
 
 def _export(
