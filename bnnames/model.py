@@ -47,6 +47,8 @@ class BatchNorm(nn.Module):
         output: same shape as the input.
     """
 
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def __init__(self, num_features: int, momentum: float = 0.001, eps: float = 1e-5, style: str = "paper") -> None:
         super().__init__()
         self.momentum, self.eps, self.style = momentum, eps, style
@@ -113,6 +115,8 @@ class BatchNorm(nn.Module):
 class Embedding(nn.Module):
     """A lookup table of character vectors: ids (B, T) -> (B, T, n_embd)."""
 
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def __init__(self, num: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num, dim))
@@ -124,6 +128,8 @@ class Embedding(nn.Module):
 class Flatten(nn.Module):
     """Concatenate the context's vectors: (B, T, C) -> (B, T * C)."""
 
+    per_position = False  # a merge: Folded handles it by grouping rows
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], -1)
 
@@ -134,6 +140,8 @@ class FlattenConsecutive(nn.Module):
     The hierarchical model's merge step; a time axis of length 1 is dropped, so the last
     level hands (B, C * n) to the output layer.
     """
+
+    per_position = False  # a merge: Folded handles it by grouping rows
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -151,6 +159,8 @@ class FlattenConsecutive(nn.Module):
 class Linear(nn.Module):
     """y = x @ W (+ b), with W stored (fan_in, fan_out) as in the lecture (same random draws)."""
 
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(fan_in, fan_out))
@@ -162,6 +172,8 @@ class Linear(nn.Module):
 
 
 class Tanh(nn.Module):
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x)
 
@@ -178,6 +190,8 @@ class Dropout(nn.Module):
 
     Sits after tanh, before the next Linear (see `build_model` and docs/regularisation.md).
     """
+
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
 
     def __init__(self, p: float) -> None:
         super().__init__()
