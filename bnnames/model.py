@@ -112,6 +112,29 @@ class BatchNorm(nn.Module):
         return f"{self.weight.numel()}, momentum={self.momentum}, eps={self.eps}, style={self.style}"
 
 
+class LayerNorm(nn.Module):
+    """Layer Normalization (Ba et al. 2016) over the last (feature) dimension of each example
+    and position: y = gain * (x - mean) / sqrt(var + eps) + shift, statistics of x itself, so
+    training and eval compute the same thing and there are no running statistics to keep.
+    It does not fold into the Linear before it (its scale depends on the input)."""
+
+    per_position = True  # each position's vector is normalised alone
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(-1, keepdim=True)
+        var = x.var(-1, keepdim=True, unbiased=False)
+        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"
+
+
 class Embedding(nn.Module):
     """A lookup table of character vectors: ids (B, T) -> (B, T, n_embd)."""
 
@@ -282,9 +305,11 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
         elif level == 0:  # mlp: concatenate the whole context once
             layers.append(Flatten())
             width *= config.block_size
-        layers.append(Linear(width, config.n_hidden, bias=not with_bn))  # BN's bias replaces it
+        layers.append(Linear(width, config.n_hidden, bias=config.norm == "none"))  # the norm's shift replaces it
         if with_bn:
             layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
+        elif config.norm == "layer":
+            layers.append(LayerNorm(config.n_hidden, config.bn_eps))
         layers.append(Tanh())
         if config.dropout > 0:  # after tanh: the next BatchNorm sees it only through the next Linear
             layers.append(Dropout(config.dropout))
