@@ -126,7 +126,8 @@ def calibrate_checkpoint(
         model, chosen = choose_weights(ckpt, weights)
         model = model.to(target)
         if not model.batch_norms():
-            raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm none): nothing to calibrate")
+            norm = ckpt.model_config.norm
+            raise ConfigError(f"{path} has no BatchNorm layers (trained with --norm {norm}): nothing to calibrate")
         dataset = dataset_for(ckpt, data)
         examples = {split: dataset.stream(split).to(target) for split in ("train", "val")}
         generator = torch.Generator().manual_seed(ckpt.train_config.seed)  # the paper method's batch order

@@ -14,7 +14,7 @@ from bnnames.errors import ConfigError
 # Every choice is a Literal: the configs check it, and Typer builds its usage error (exit 2) and
 # shell completion from the same type.
 Arch = Literal["mlp", "wavenet"]
-Norm = Literal["batch", "none"]
+Norm = Literal["batch", "layer", "none"]
 BNStyle = Literal["paper", "lecture"]
 OutInit = Literal["normal", "kaiming"]
 Engine = Literal["auto", "compiled", "eager", "reference"]  # see bnnames.training.engines
@@ -56,7 +56,11 @@ class ModelConfig:
     n_hidden: int = knob(200, "Width of each hidden Linear -> BatchNorm -> tanh layer.")
     n_layers: int = knob(1, "Number of hidden layers (wavenet: levels of the tree).")
     # "none" gives Linear layers a bias instead, to see what BN changes
-    norm: Norm = knob("batch", "Normalisation: batch, or none (no BatchNorm anywhere; sets --gain 5/3 unless given).")
+    norm: Norm = knob(
+        "batch",
+        "Normalisation: batch, layer (LayerNorm per example, no running statistics), "
+        "or none (no normalisation; sets --gain 5/3 unless given).",
+    )
     norm_logits: bool = knob(False, "A BatchNorm on the logits too (the lecture's deep MLP).")
     gain: float = knob(TANH_GAIN, "Init gain of hidden Linear layers: N(0,1) * gain / sqrt(fan_in).")
     # "lecture": unbiased std, no eps, a running std buffer (the notebook's arithmetic)

@@ -29,14 +29,15 @@ class Folded(nn.Module):
     """An eval-only network: `model`'s layers with Linear -> BatchNorm pairs folded, each distinct
     group of positions computed once.
 
-    In eval mode every layer but a merge acts on each position's vector alone, so the network
-    can carry `rows` (R, C), the distinct vectors, and `index` (N, T'), which row each position
+    When every layer but a merge acts on each position's vector alone (its `per_position`), the
+    network can carry `rows` (R, C), the distinct vectors, and `index` (N, T'), which row each position
     holds. A merge of n neighbours (the wavenet's FlattenConsecutive) then makes one row per
     distinct group of n rows: the first level of the wavenet sees at most vocab**2 character
     pairs instead of N * T / 2 positions. A Linear after a merge is a sum of products, one per
     part of the concatenation, so when there are fewer rows below than groups above, each part's
     product is taken once per row below (`_merged_linear`). Measured on the wavenet preset's val
-    split: 68 ms an evaluation layer by layer, ~25 ms with both.
+    split: 68 ms an evaluation layer by layer, ~25 ms with both. A layer that mixes positions
+    (or does not declare `per_position`) makes the whole network run layer by layer instead.
     """
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
@@ -46,8 +47,8 @@ class Folded(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The layers' output for contexts x (N, T) of ids: (N, T', C), or (N, C) once merged to one."""
         first, *rest = self.layers
-        if type(first) is not Embedding:  # no ids to share rows by: layer by layer
-            return nn.Sequential(*self.layers)(x)
+        if type(first) is not Embedding or not all(map(_shares_rows, rest)):
+            return nn.Sequential(*self.layers)(x)  # no ids to share rows by, or a layer mixes positions
         rows, index, merged = first.weight, x, False  # rows (V, E): what one position can hold
         at = 0
         while at < len(rest):
@@ -71,6 +72,12 @@ class Folded(nn.Module):
             index = inverse.reshape(len(x), -1)
             merged = index.shape[1] == 1
         return _gather(rows, index[:, 0] if merged else index)
+
+
+def _shares_rows(layer: nn.Module) -> bool:
+    """Whether Folded may run `layer` on distinct rows: it acts on each position alone (says so)
+    or is a merge Folded groups itself. A layer that does not say is run layer by layer."""
+    return type(layer) in (Flatten, FlattenConsecutive) or getattr(layer, "per_position", False) is True
 
 
 def _merged_linear(rows: torch.Tensor, keys: torch.Tensor, linear: nn.Module) -> torch.Tensor:

@@ -47,6 +47,8 @@ class BatchNorm(nn.Module):
         output: same shape as the input.
     """
 
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def __init__(self, num_features: int, momentum: float = 0.001, eps: float = 1e-5, style: str = "paper") -> None:
         super().__init__()
         self.momentum, self.eps, self.style = momentum, eps, style
@@ -110,8 +112,33 @@ class BatchNorm(nn.Module):
         return f"{self.weight.numel()}, momentum={self.momentum}, eps={self.eps}, style={self.style}"
 
 
+class LayerNorm(nn.Module):
+    """Layer Normalization (Ba et al. 2016) over the last (feature) dimension of each example
+    and position: y = gain * (x - mean) / sqrt(var + eps) + shift, statistics of x itself, so
+    training and eval compute the same thing and there are no running statistics to keep.
+    It does not fold into the Linear before it (its scale depends on the input)."""
+
+    per_position = True  # each position's vector is normalised alone
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(-1, keepdim=True)
+        var = x.var(-1, keepdim=True, unbiased=False)
+        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"
+
+
 class Embedding(nn.Module):
     """A lookup table of character vectors: ids (B, T) -> (B, T, n_embd)."""
+
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
 
     def __init__(self, num: int, dim: int) -> None:
         super().__init__()
@@ -124,6 +151,8 @@ class Embedding(nn.Module):
 class Flatten(nn.Module):
     """Concatenate the context's vectors: (B, T, C) -> (B, T * C)."""
 
+    per_position = False  # a merge: Folded handles it by grouping rows
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], -1)
 
@@ -134,6 +163,8 @@ class FlattenConsecutive(nn.Module):
     The hierarchical model's merge step; a time axis of length 1 is dropped, so the last
     level hands (B, C * n) to the output layer.
     """
+
+    per_position = False  # a merge: Folded handles it by grouping rows
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -151,6 +182,8 @@ class FlattenConsecutive(nn.Module):
 class Linear(nn.Module):
     """y = x @ W (+ b), with W stored (fan_in, fan_out) as in the lecture (same random draws)."""
 
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(fan_in, fan_out))
@@ -162,6 +195,8 @@ class Linear(nn.Module):
 
 
 class Tanh(nn.Module):
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x)
 
@@ -178,6 +213,8 @@ class Dropout(nn.Module):
 
     Sits after tanh, before the next Linear (see `build_model` and docs/regularisation.md).
     """
+
+    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -268,9 +305,11 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
         elif level == 0:  # mlp: concatenate the whole context once
             layers.append(Flatten())
             width *= config.block_size
-        layers.append(Linear(width, config.n_hidden, bias=not with_bn))  # BN's bias replaces it
+        layers.append(Linear(width, config.n_hidden, bias=config.norm == "none"))  # the norm's shift replaces it
         if with_bn:
             layers.append(BatchNorm(config.n_hidden, config.bn_momentum, config.bn_eps, config.bn_style))
+        elif config.norm == "layer":
+            layers.append(LayerNorm(config.n_hidden, config.bn_eps))
         layers.append(Tanh())
         if config.dropout > 0:  # after tanh: the next BatchNorm sees it only through the next Linear
             layers.append(Dropout(config.dropout))

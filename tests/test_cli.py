@@ -142,7 +142,7 @@ def test_train_and_eval_report_batch_norm_exactly_when_the_model_has_it(tmp_path
         ("eval", "--stats", "mean"),
         ("calibrate", "--method", "exact"),
         ("train", "--preset", "huge"),
-        ("train", "--norm", "layer"),
+        ("train", "--norm", "group"),
         ("train", "--engine", "warp"),
         ("sample", "--device", "tpu"),
     ],
