@@ -23,7 +23,7 @@ from pathlib import Path
 from bnnames.storage.checkpoint import load_checkpoint
 
 PRESETS = ("default", "deep", "wavenet")
-NORMS = ("batch", "none")
+NORMS = ("batch", "layer", "none")
 
 
 def run_one(data: Path, preset: str, norm: str, steps: int | None, folder: Path) -> dict:

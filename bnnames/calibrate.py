@@ -51,7 +51,7 @@ def _calibrate_full(model: NamesModel, examples: Source) -> int:
     model.use_stats("running")
     contexts, counts = count_rows(examples, targets=False)  # (U, T), (U,)
     for index, layer in enumerate(model.layers):
-        if not isinstance(layer, BatchNorm):
+        if not layer.running_statistics:
             continue
         prefix = Folded(model.layers[:index])  # the layers before, earlier BatchNorms calibrated and folded
         total = torch.zeros(layer.weight.shape, dtype=torch.float64, device=examples.device)

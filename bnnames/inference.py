@@ -1,14 +1,12 @@
 """The fast inference path: each BatchNorm folded into the Linear layer before it, and each
 distinct context run once.
 
-In eval mode BatchNorm is a fixed affine map per feature (the paper's Algorithm 2, step 11):
-y = gain * (z - mean) / s + shift, with s = sqrt(var + eps) (paper) or the stored std (lecture).
-After z = x @ W + b it folds into one Linear layer:
-
-    W' = W * (gain / s)        b' = (b - mean) * (gain / s) + shift
-
-which saves a pass over every activation. The folded weights are computed in float64, so the
-folded network differs from the layer-by-layer one only by float32 rounding (tests check it).
+In eval mode BatchNorm is a fixed affine map per feature (the paper's Algorithm 2, step 11), so
+it folds into the Linear before it (`BatchNorm.fold_into`), which saves a pass over every
+activation; the folded network differs from the layer-by-layer one only by float32 rounding
+(tests check it). What a layer allows (folding, sharing rows, merging, passing through) it
+says itself (`bnnames.model.Layer`); only the Embedding (the rows a position can hold) and the
+Linear (whose product splits by parts) are named here.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import torch
 from torch import nn
 
 from bnnames.examples import Source
-from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, FlattenConsecutive, Linear, NamesModel
+from bnnames.model import Embedding, Layer, Linear, NamesModel
 
 GATHER = 1 << 20  # examples gathered at a time by a whole-split pass: about 40 MB of rows
 DENSE = 1 << 24  # at most this many count slots (128 MB) when counting rows without sorting
@@ -40,14 +38,15 @@ class Folded(nn.Module):
     (or does not declare `per_position`) makes the whole network run layer by layer instead.
     """
 
-    def __init__(self, layers: Sequence[nn.Module]) -> None:
+    def __init__(self, layers: Sequence[Layer]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(fold_layers(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The layers' output for contexts x (N, T) of ids: (N, T', C), or (N, C) once merged to one."""
         first, *rest = self.layers
-        if type(first) is not Embedding or not all(map(_shares_rows, rest)):
+        shares_rows = all(layer.per_position or layer.merge_size(x.shape[1]) is not None for layer in rest)
+        if type(first) is not Embedding or not shares_rows:  # (a merge Folded groups itself)
             return nn.Sequential(*self.layers)(x)  # no ids to share rows by, or a layer mixes positions
         rows, index, merged = first.weight, x, False  # rows (V, E): what one position can hold
         at = 0
@@ -55,10 +54,10 @@ class Folded(nn.Module):
             layer = rest[at]
             after = rest[at + 1] if at + 1 < len(rest) else None
             at += 1
-            if type(layer) not in (Flatten, FlattenConsecutive):
+            n = layer.merge_size(index.shape[1])
+            if n is None:
                 rows = layer(rows)
                 continue
-            n = index.shape[1] if type(layer) is Flatten else layer.n
             groups = index.reshape(-1, n)  # (N * T' / n, n): the rows each new position joins
             if n == index.shape[1]:  # the whole context: one row per context, as many as given
                 keys, inverse = groups, torch.arange(len(groups), device=x.device)
@@ -72,12 +71,6 @@ class Folded(nn.Module):
             index = inverse.reshape(len(x), -1)
             merged = index.shape[1] == 1
         return _gather(rows, index[:, 0] if merged else index)
-
-
-def _shares_rows(layer: nn.Module) -> bool:
-    """Whether Folded may run `layer` on distinct rows: it acts on each position alone (says so)
-    or is a merge Folded groups itself. A layer that does not say is run layer by layer."""
-    return type(layer) in (Flatten, FlattenConsecutive) or getattr(layer, "per_position", False) is True
 
 
 def _merged_linear(rows: torch.Tensor, keys: torch.Tensor, linear: nn.Module) -> torch.Tensor:
@@ -98,30 +91,19 @@ def _gather(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fold_layers(layers: Sequence[nn.Module]) -> list[nn.Module]:
-    """The layers as eval mode runs them, each Linear followed by a BatchNorm made one Linear
-    (and no Dropout: in eval mode it is the identity)."""
-    out: list[nn.Module] = []
+def fold_layers(layers: Sequence[Layer]) -> list[Layer]:
+    """The layers as eval mode runs them: each layer that folds into the one before it (a
+    BatchNorm after a Linear) merged with it, and none that eval mode passes through (Dropout)."""
+    out: list[Layer] = []
     for layer in layers:
-        previous = out[-1] if out else None
-        if isinstance(layer, Dropout):
+        if layer.eval_identity:
             continue
-        if isinstance(layer, BatchNorm) and type(previous) is Linear:
-            out[-1] = _fold(previous, layer)
+        merged = layer.fold_into(out[-1]) if out else None
+        if merged is not None:
+            out[-1] = merged
         else:
             out.append(layer.eval())
     return out
-
-
-def _fold(linear: Linear, bn: BatchNorm) -> Linear:
-    mean, spread = (t.double() for t in bn.inference_stats())
-    s = spread if bn.style == "lecture" else torch.sqrt(spread + bn.eps)
-    scale = bn.weight.double() / s  # (C,)
-    bias = linear.bias.double() if linear.bias is not None else torch.zeros_like(mean)
-    fused = Linear(*linear.weight.shape, bias=True).to(linear.weight)
-    fused.weight.copy_(linear.weight.double() * scale)
-    fused.bias.copy_((bias - mean) * scale + bn.bias.double())
-    return fused
 
 
 def folded(model: NamesModel) -> Folded:

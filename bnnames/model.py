@@ -17,7 +17,34 @@ from bnnames.config import ModelConfig
 from bnnames.errors import ConfigError
 
 
-class BatchNorm(nn.Module):
+class Layer(nn.Module):
+    """A layer that says what it is, so the code that walks a network asks it instead of testing
+    its type: `inference.Folded`, `calibrate`, the fast step's plan and the diagnostics read these.
+
+    Each kind overrides what differs from the defaults, which are the safe ones: a layer that
+    does not say it maps each position alone is run layer by layer (never a wrong shape).
+    """
+
+    per_position = False  # eval mode maps each position's vector alone (Folded may share rows)
+    eval_identity = False  # eval mode passes the input through unchanged (Folded drops it)
+    running_statistics = False  # keeps batch statistics for eval mode (calibrate recomputes them)
+    nonlinearity = False  # an activation whose outputs the diagnostics histogram
+    draws_in_training = False  # forward(x, generator): the training generator draws in it
+    decayed: tuple[str, ...] = ()  # names of the parameters weight decay shrinks
+
+    def merge_size(self, positions: int) -> int | None:
+        """How many neighbouring positions this layer concatenates into one (of `positions`), or None."""
+        return None
+
+    def fold_into(self, before: nn.Module) -> nn.Module | None:
+        """This layer and the one `before` it as one eval-mode layer, or None if they do not fold."""
+        return None
+
+    def draw_(self, generator: torch.Generator, config: ModelConfig, is_output: bool) -> None:
+        """Initialise the parameters from `generator` (`is_output`: the network's last layer with any)."""
+
+
+class BatchNorm(Layer):
     """Batch Normalization over the last (feature) dimension.
 
     Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network Training by Reducing
@@ -47,7 +74,8 @@ class BatchNorm(nn.Module):
         output: same shape as the input.
     """
 
-    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+    per_position = True
+    running_statistics = True
 
     def __init__(self, num_features: int, momentum: float = 0.001, eps: float = 1e-5, style: str = "paper") -> None:
         super().__init__()
@@ -108,17 +136,42 @@ class BatchNorm(nn.Module):
         running_spread.mul_(1 - self.momentum).add_(spread, alpha=self.momentum)
         self.num_batches_tracked.add_(1)
 
+    @torch.no_grad()
+    def fold_into(self, before: nn.Module) -> nn.Module | None:
+        """Eval mode's BatchNorm (Algorithm 2, step 11) is a fixed affine map per feature,
+        y = gain * (z - mean) / s + shift, with s = sqrt(var + eps) (paper) or the stored std
+        (lecture). After a Linear z = x @ W + b it is one Linear layer:
+
+            W' = W * (gain / s)        b' = (b - mean) * (gain / s) + shift
+
+        computed in float64, so the folded layer differs from the pair only by float32 rounding.
+        """
+        if type(before) is not Linear:
+            return None
+        mean, spread = (t.double() for t in self.inference_stats())
+        s = spread if self.style == "lecture" else torch.sqrt(spread + self.eps)
+        scale = self.weight.double() / s  # (C,)
+        bias = before.bias.double() if before.bias is not None else torch.zeros_like(mean)
+        fused = Linear(*before.weight.shape, bias=True).to(before.weight)
+        fused.weight.copy_(before.weight.double() * scale)
+        fused.bias.copy_((bias - mean) * scale + self.bias.double())
+        return fused
+
+    def draw_(self, generator: torch.Generator, config: ModelConfig, is_output: bool) -> None:
+        if is_output:  # on the logits: the gain starts at out_scale (the lecture's `layers[-1].gamma *= 0.1`)
+            self.weight.fill_(config.out_scale)
+
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, momentum={self.momentum}, eps={self.eps}, style={self.style}"
 
 
-class LayerNorm(nn.Module):
+class LayerNorm(Layer):
     """Layer Normalization (Ba et al. 2016) over the last (feature) dimension of each example
     and position: y = gain * (x - mean) / sqrt(var + eps) + shift, statistics of x itself, so
     training and eval compute the same thing and there are no running statistics to keep.
     It does not fold into the Linear before it (its scale depends on the input)."""
 
-    per_position = True  # each position's vector is normalised alone
+    per_position = True
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -135,10 +188,11 @@ class LayerNorm(nn.Module):
         return f"{self.weight.numel()}, eps={self.eps}"
 
 
-class Embedding(nn.Module):
+class Embedding(Layer):
     """A lookup table of character vectors: ids (B, T) -> (B, T, n_embd)."""
 
-    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+    per_position = True
+    decayed = ("weight",)
 
     def __init__(self, num: int, dim: int) -> None:
         super().__init__()
@@ -147,24 +201,30 @@ class Embedding(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.weight[idx]
 
+    def draw_(self, generator: torch.Generator, config: ModelConfig, is_output: bool) -> None:
+        self.weight.copy_(torch.randn(self.weight.shape, generator=generator))  # N(0, 1), as the lecture's C
 
-class Flatten(nn.Module):
+
+class Flatten(Layer):
     """Concatenate the context's vectors: (B, T, C) -> (B, T * C)."""
 
-    per_position = False  # a merge: Folded handles it by grouping rows
+    per_position = False  # a merge: Folded groups rows itself
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], -1)
 
+    def merge_size(self, positions: int) -> int | None:
+        return positions
 
-class FlattenConsecutive(nn.Module):
+
+class FlattenConsecutive(Layer):
     """Concatenate each group of `n` neighbours: (B, T, C) -> (B, T // n, C * n).
 
     The hierarchical model's merge step; a time axis of length 1 is dropped, so the last
     level hands (B, C * n) to the output layer.
     """
 
-    per_position = False  # a merge: Folded handles it by grouping rows
+    per_position = False  # a merge: Folded groups rows itself
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -175,14 +235,18 @@ class FlattenConsecutive(nn.Module):
         x = x.reshape(batch, time // self.n, channels * self.n)
         return x.squeeze(1) if x.shape[1] == 1 else x
 
+    def merge_size(self, positions: int) -> int | None:
+        return self.n
+
     def extra_repr(self) -> str:
         return str(self.n)
 
 
-class Linear(nn.Module):
+class Linear(Layer):
     """y = x @ W (+ b), with W stored (fan_in, fan_out) as in the lecture (same random draws)."""
 
-    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+    per_position = True
+    decayed = ("weight",)  # not the bias (docs/regularisation.md)
 
     def __init__(self, fan_in: int, fan_out: int, bias: bool = True) -> None:
         super().__init__()
@@ -193,15 +257,29 @@ class Linear(nn.Module):
         out = x @ self.weight
         return out if self.bias is None else out + self.bias
 
+    def draw_(self, generator: torch.Generator, config: ModelConfig, is_output: bool) -> None:
+        """N(0, 1) * gain / sqrt(fan_in) feeding a nonlinearity (or a BatchNorm), N(0, 1) * out_scale
+        (/ sqrt(fan_in) for out_init "kaiming") for the output; a bias drawn, then zeroed on the
+        output (the reference's `randn * 0` keeps every later random number in step with it)."""
+        fan_in = self.weight.shape[0]
+        if is_output:
+            scale = config.out_scale / math.sqrt(fan_in) if config.out_init == "kaiming" else config.out_scale
+        else:
+            scale = config.gain / math.sqrt(fan_in)
+        self.weight.copy_(torch.randn(self.weight.shape, generator=generator) * scale)
+        if self.bias is not None:
+            self.bias.copy_(torch.randn(self.bias.shape, generator=generator) * (0.0 if is_output else 0.01))
 
-class Tanh(nn.Module):
-    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+
+class Tanh(Layer):
+    per_position = True
+    nonlinearity = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x)
 
 
-class Dropout(nn.Module):
+class Dropout(Layer):
     """Inverted dropout (Srivastava et al. 2014): in training, zero each value with probability p
     and scale the kept ones by 1 / (1 - p), so the next layer sees the same mean as in eval mode.
 
@@ -214,7 +292,9 @@ class Dropout(nn.Module):
     Sits after tanh, before the next Linear (see `build_model` and docs/regularisation.md).
     """
 
-    per_position = True  # eval mode maps each position's vector alone (Folded shares rows)
+    per_position = True
+    eval_identity = True
+    draws_in_training = True
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -243,7 +323,7 @@ def dropout_scale(keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Ten
 class NamesModel(nn.Module):
     """A stack of layers with one contract: `model(contexts (B, block_size)) -> logits (B, vocab)`."""
 
-    def __init__(self, layers: list[nn.Module]) -> None:
+    def __init__(self, layers: list[Layer]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
@@ -251,7 +331,7 @@ class NamesModel(nn.Module):
         """Logits of each context; `generator` (training only) draws the dropout masks."""
         x = idx
         for layer in self.layers:
-            x = layer(x, generator) if isinstance(layer, Dropout) else layer(x)
+            x = layer(x, generator) if layer.draws_in_training else layer(x)
         return x
 
     def decayed_parameters(self) -> list[nn.Parameter]:
@@ -261,10 +341,11 @@ class NamesModel(nn.Module):
         scale-invariant, so decaying that weight only raises its effective learning rate, while
         decaying a gain would shrink the layer's output itself (docs/regularisation.md).
         """
-        return [layer.weight for layer in self.layers if isinstance(layer, Embedding | Linear)]
+        return [getattr(layer, name) for layer in self.layers for name in layer.decayed]
 
     def batch_norms(self) -> list[BatchNorm]:
-        return [layer for layer in self.layers if isinstance(layer, BatchNorm)]
+        """The layers with running statistics (eval mode's choice of running or calibrated ones)."""
+        return [layer for layer in self.layers if layer.running_statistics]
 
     def choose_stats(self, requested: str | None = None) -> str:
         """Set what eval mode normalises with and return its name: `requested`, else calibrated
@@ -322,34 +403,11 @@ def build_model(config: ModelConfig, vocab_size: int) -> NamesModel:
 
 @torch.no_grad()
 def initialise(model: NamesModel, config: ModelConfig, generator: torch.Generator) -> None:
-    """Draw every parameter from `generator` in layer order, as the reference does.
-
-    Embedding ~ N(0, 1); Linear layers feeding tanh (or a BatchNorm) ~ N(0, 1) * gain / sqrt(fan_in);
-    the output layer ~ N(0, 1) * out_scale (divided by sqrt(fan_in) for out_init "kaiming") and
-    a bias drawn then zeroed (the reference draws `randn * 0`, which keeps every later random
-    number, the mini-batches included, in step with it). With a BatchNorm on the logits, the
-    output Linear is initialised like the hidden ones and that BatchNorm's gain starts at out_scale.
-    """
-    linears = [layer for layer in model.layers if isinstance(layer, Linear)]
-    norms = model.batch_norms()
-    logits_norm = norms[-1] if norms and model.layers[-1] is norms[-1] else None
+    """Draw every parameter from `generator` in layer order, as the reference does: each layer
+    draws its own (`Layer.draw_`); the last layer is the output one (a Linear, or the BatchNorm
+    on the logits, after which the output Linear is initialised like the hidden ones)."""
     for layer in model.layers:
-        if isinstance(layer, Embedding):
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
-        elif isinstance(layer, Linear):
-            is_output = layer is linears[-1] and logits_norm is None
-            fan_in = layer.weight.shape[0]
-            scale = _output_scale(config, fan_in) if is_output else config.gain / math.sqrt(fan_in)
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * scale)
-            if layer.bias is not None:
-                bias_scale = 0.0 if is_output else 0.01
-                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * bias_scale)
-    if logits_norm is not None:
-        logits_norm.weight.fill_(config.out_scale)  # the lecture's `layers[-1].gamma *= 0.1`
-
-
-def _output_scale(config: ModelConfig, fan_in: int) -> float:
-    return config.out_scale / math.sqrt(fan_in) if config.out_init == "kaiming" else config.out_scale
+        layer.draw_(generator, config, is_output=layer is model.layers[-1])
 
 
 def create_model(config: ModelConfig, vocab_size: int, generator: torch.Generator) -> NamesModel:

@@ -85,13 +85,14 @@ def test_segments_and_resumes_are_bit_identical_to_one_run(names_path, compiled:
     assert losses == split_losses
 
 
-def test_compiled_steps_follow_the_reference_loop(names_path) -> None:
+@pytest.mark.parametrize("config", [MLP, ModelConfig(norm="layer", n_hidden=64)], ids=["batch-norm", "layer-norm"])
+def test_compiled_steps_follow_the_reference_loop(names_path, config: ModelConfig) -> None:
     x, y, vocab = train_split(names_path)
-    reference, ref_gen = fresh(ModelConfig(), vocab)
+    reference, ref_gen = fresh(config, vocab)
     ref_losses: list[tuple[int, float]] = []
     with num_threads(1):
         train_steps(reference, x, y, SHORT, ref_gen, 0, 100, record(ref_losses), report_every=1)
-    model, generator = fresh(ModelConfig(), vocab)
+    model, generator = fresh(config, vocab)
     notes: list[str] = []
     trainer = make_trainer(
         model, SHORT.__class__(**{**SHORT.__dict__, "engine": "compiled"}), torch.device("cpu"), notes.append

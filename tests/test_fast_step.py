@@ -28,6 +28,8 @@ CONFIGS = {
         arch="wavenet", block_size=16, n_layers=4, n_embd=5, n_hidden=12, bn_style="lecture", bn_momentum=0.1
     ),
     "wavenet-no-norm": ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_hidden=16, norm="none"),
+    "layer-norm": ModelConfig(norm="layer"),
+    "wavenet-layer-norm": ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_hidden=16, norm="layer"),
 }
 
 
@@ -75,7 +77,18 @@ def test_the_wavenets_first_layer_factored_or_not_gives_autograds_gradients(batc
 
 
 @pytest.mark.parametrize(
-    "name", ["default", "lecture", "no-norm", "deep", "bn-on-logits", "wavenet-lecture-deep", "wavenet-no-norm"]
+    "name",
+    [
+        "default",
+        "lecture",
+        "no-norm",
+        "deep",
+        "bn-on-logits",
+        "wavenet-lecture-deep",
+        "wavenet-no-norm",
+        "layer-norm",
+        "wavenet-layer-norm",
+    ],
 )
 def test_hundred_eager_steps_follow_the_reference_loop(names_path, name: str) -> None:
     """Same losses to 1e-5 at every step, same parameters and BatchNorm buffers to float tolerance."""

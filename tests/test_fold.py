@@ -11,7 +11,7 @@ from bnnames.calibrate import calibrate
 from bnnames.config import ModelConfig
 from bnnames.evaluate import split_loss
 from bnnames.inference import Folded, folded
-from bnnames.model import Dropout, Linear, NamesModel, create_model
+from bnnames.model import Dropout, Layer, Linear, NamesModel, create_model
 
 CONFIGS = [
     ModelConfig(),
@@ -106,27 +106,20 @@ def test_calibration_through_folded_layers_equals_a_direct_computation(style: st
             h = layer(h)
 
 
-class _MeanOverPositions(torch.nn.Module):
+class _MeanOverPositions(Layer):
     """A layer that mixes positions: each position gets the mean of all positions added."""
-
-    per_position = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + x.mean(1, keepdim=True) if x.dim() == 3 else x
 
 
-@pytest.mark.parametrize("declared", [True, False], ids=["declared", "undeclared"])
-def test_a_layer_that_mixes_positions_runs_layer_by_layer(declared: bool) -> None:
+def test_a_layer_that_mixes_positions_runs_layer_by_layer() -> None:
     """Sharing rows would compute the mean over distinct rows, not over a context's positions:
-    Folded must fall back, with the model's logits and shape (N, vocab)."""
+    a layer that does not say it acts per position makes Folded fall back, with the model's
+    logits and shape (N, vocab)."""
     config = ModelConfig(arch="wavenet", block_size=4, n_layers=2, n_embd=3, n_hidden=8)
     model = _trained_looking(config)
-    mixer = (
-        _MeanOverPositions()
-        if declared
-        else type("Plain", (torch.nn.Module,), {"forward": _MeanOverPositions.forward})()
-    )
-    model.layers.insert(2, mixer)
+    model.layers.insert(2, _MeanOverPositions())
     x = torch.randint(0, 30, (50, config.block_size), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         expected, got = model(x), folded(model)(x)

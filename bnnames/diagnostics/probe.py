@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.examples import Source
-from bnnames.model import NamesModel, Tanh
+from bnnames.model import NamesModel
 
 SATURATION = 0.97  # |tanh| above this counts as saturated (the lecture's threshold)
 BINS = 40  # histogram bins: a probe batch gives 32 x 100 values per layer, enough for 40
@@ -85,7 +85,8 @@ def probe_at(model: NamesModel, examples: Source, step: int, batch_size: int, lr
 
 def probe(model: NamesModel, x: torch.Tensor, y: torch.Tensor, step: int, lr: float) -> Probe:
     """Measure `model` on the batch (x (B, T), y (B,)) in training mode, changing nothing in it."""
-    tanhs = [(f"layers.{i} (Tanh)", layer) for i, layer in enumerate(model.layers) if isinstance(layer, Tanh)]
+    layers = enumerate(model.layers)
+    tanhs = [(f"layers.{i} ({type(layer).__name__})", layer) for i, layer in layers if layer.nonlinearity]
     outputs: dict[str, torch.Tensor] = {}
     hooks = [layer.register_forward_hook(_keep(outputs, name)) for name, layer in tanhs]
     weights = [(name, p) for name, p in model.named_parameters() if p.dim() == 2]

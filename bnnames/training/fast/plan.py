@@ -2,8 +2,10 @@
 
 The fast step covers Embedding -> any sequence of Flatten, FlattenConsecutive (the wavenet's
 merge of neighbours), Linear (with or without bias), BatchNorm (paper or lecture arithmetic,
-over the batch, or over batch and time), tanh and dropout; the last layer's output is the
-logits (a Linear, or a BatchNorm after it as in the lecture's deep MLP).
+over the batch, or over batch and time), LayerNorm, tanh and dropout; the last layer's output
+is the logits (a Linear, or a BatchNorm after it as in the lecture's deep MLP). Each layer kind
+has one entry in `PLANNERS` (what the step needs to know of it) and one forward/backward pair in
+`step.KINDS`: adding a kind adds one of each.
 
 The step keeps every activation as a 2-D (rows, C) matrix, rows = B * T: a (B, T, C) tensor
 read row by row. Merging neighbours is then only a reshape, and BatchNorm over batch and time
@@ -15,11 +17,23 @@ is BatchNorm over the rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, FlattenConsecutive, Linear, NamesModel, Tanh
+from bnnames.model import (
+    BatchNorm,
+    Dropout,
+    Embedding,
+    Flatten,
+    FlattenConsecutive,
+    Layer,
+    LayerNorm,
+    Linear,
+    NamesModel,
+    Tanh,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,13 @@ class NormSpec:
     lecture: bool  # unbiased std and no eps (the notebook's) instead of the paper's biased var + eps
     eps: float
     momentum: float
+
+
+@dataclass(frozen=True)
+class LayerNormSpec:
+    gain: int  # index into the parameter list
+    shift: int
+    eps: float
 
 
 @dataclass(frozen=True)
@@ -56,7 +77,7 @@ class MergeSpec:
     n: int | None
 
 
-Spec = LinearSpec | NormSpec | TanhSpec | DropoutSpec | MergeSpec
+Spec = LinearSpec | NormSpec | LayerNormSpec | TanhSpec | DropoutSpec | MergeSpec
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,63 @@ class Plan:
         """The dropout layers, input side first: the order their masks are drawn in."""
         return tuple(spec for spec in self.layers if isinstance(spec, DropoutSpec))
 
+    @property
+    def norms(self) -> tuple[NormSpec, ...]:
+        """The BatchNorm layers, in order: the ones whose running statistics a step updates."""
+        return tuple(spec for spec in self.layers if isinstance(spec, NormSpec))
+
+
+@dataclass
+class _Walk:
+    """Where `plan_of` is in the model: the next parameter's index (0 is the embedding table),
+    the next BatchNorm's index, and the width of the last Linear's output."""
+
+    param: int = 1
+    norm: int = 0
+    width: int = 0
+
+    def take(self, count: int) -> int:
+        """The index of the first of the next `count` parameters."""
+        self.param += count
+        return self.param - count
+
+
+def _linear(layer: Linear, walk: _Walk, later: Sequence[Layer]) -> Spec:
+    weight = walk.take(1)
+    walk.width = layer.weight.shape[1]
+    return LinearSpec(weight, walk.take(1) if layer.bias is not None else None)
+
+
+def _batch_norm(layer: BatchNorm, walk: _Walk, later: Sequence[Layer]) -> Spec | None:
+    if layer.style not in ("paper", "lecture"):
+        return None
+    gain, walk.norm = walk.take(2), walk.norm + 1
+    return NormSpec(gain, gain + 1, walk.norm - 1, layer.style == "lecture", layer.eps, layer.momentum)
+
+
+def _layer_norm(layer: LayerNorm, walk: _Walk, later: Sequence[Layer]) -> Spec:
+    gain = walk.take(2)
+    return LayerNormSpec(gain, gain + 1, layer.eps)
+
+
+def _dropout(layer: Dropout, walk: _Walk, later: Sequence[Layer]) -> Spec | None:
+    if not walk.width:
+        return None  # before any Linear: not a place the models put one
+    positions = math.prod(n.n for n in later if type(n) is FlattenConsecutive)  # the merges still to come
+    return DropoutSpec(layer.p, positions * walk.width)
+
+
+# what the step needs to know of each layer kind it covers (its forward and backward: step.KINDS)
+PLANNERS: dict[type, Callable[..., Spec | None]] = {
+    Flatten: lambda layer, walk, later: MergeSpec(None),
+    FlattenConsecutive: lambda layer, walk, later: MergeSpec(layer.n),
+    Linear: _linear,
+    BatchNorm: _batch_norm,
+    LayerNorm: _layer_norm,
+    Tanh: lambda layer, walk, later: TanhSpec(),
+    Dropout: _dropout,
+}
+
 
 def plan_of(model: NamesModel) -> Plan | None:
     """The step's view of `model`, or None when the fast step does not cover it."""
@@ -78,29 +156,15 @@ def plan_of(model: NamesModel) -> Plan | None:
     if len(layers) < 3 or type(layers[0]) is not Embedding or type(layers[1]) not in (Flatten, FlattenConsecutive):
         return None
     specs: list[Spec] = []
-    index, norms, width = 1, 0, 0  # parameter 0 is the embedding table; width: the last Linear's outputs
+    walk = _Walk()
     for at, layer in enumerate(layers[1:], start=1):
-        if type(layer) is Flatten:
-            specs.append(MergeSpec(None))
-        elif type(layer) is FlattenConsecutive:
-            specs.append(MergeSpec(layer.n))
-        elif type(layer) is Linear:
-            has_bias = layer.bias is not None
-            specs.append(LinearSpec(index, index + 1 if has_bias else None))
-            index += 2 if has_bias else 1
-            width = layer.weight.shape[1]
-        elif type(layer) is BatchNorm and layer.style in ("paper", "lecture"):
-            specs.append(NormSpec(index, index + 1, norms, layer.style == "lecture", layer.eps, layer.momentum))
-            index, norms = index + 2, norms + 1
-        elif type(layer) is Tanh:
-            specs.append(TanhSpec())
-        elif type(layer) is Dropout and width:
-            positions = math.prod(later.n for later in layers[at + 1 :] if type(later) is FlattenConsecutive)
-            specs.append(DropoutSpec(layer.p, positions * width))  # the merges still to come: its positions
-        else:
+        planner = PLANNERS.get(type(layer))
+        spec = planner(layer, walk, layers[at + 1 :]) if planner else None
+        if spec is None:
             return None
+        specs.append(spec)
     params = list(model.parameters())
-    if index != len(params):
+    if walk.param != len(params):
         return None  # parameters the plan does not know about
     decayed = {id(p) for p in model.decayed_parameters()}
     return Plan(tuple(specs), tuple(i for i, p in enumerate(params) if id(p) in decayed))

@@ -12,6 +12,10 @@ where s = sqrt(var + eps) with the biased variance and n = m (paper), or s = the
 std with n = m - 1 (the lecture's arithmetic); m is the number of rows normalised together:
 the batch size, or batch size x time positions in the wavenet (BatchNorm over batch and time).
 Dropout y = x * scale (scale = keep / (1 - p), drawn before the step) has dx = dy * scale.
+LayerNorm is the same arithmetic over each row's C features instead of each feature's rows:
+    dz = (dx_hat - mean_C(dx_hat) - x_hat * mean_C(dx_hat * x_hat)) / s,   dx_hat = gain * dy.
+
+Each layer kind is one forward/backward pair in `KINDS`, keyed by its spec (`plan.py`).
 
 Activations are 2-D (rows, C) throughout (see `plan.py`): a merge of neighbours is a reshape
 forward and the inverse reshape backward. The wavenet's first Linear can run on the embedding
@@ -20,13 +24,26 @@ table instead of the merged rows (`factors_first_layer`): the same sums, grouped
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from bnnames.model import dropout_scale
-from bnnames.training.fast.plan import DropoutSpec, LinearSpec, MergeSpec, NormSpec, Plan, TanhSpec
+from bnnames.training.fast.plan import DropoutSpec, LayerNormSpec, LinearSpec, MergeSpec, NormSpec, Plan, TanhSpec
 
 Stats = list[tuple[torch.Tensor, torch.Tensor]]  # per BatchNorm: batch mean, batch var|std for the buffers
+
+
+@dataclass
+class _Pass:
+    """What the layers of one step share: the batch size, the dropout masks still to use (input
+    side first), and the BatchNorm batch statistics gathered for the running buffers."""
+
+    batch: int
+    masks: Iterator[torch.Tensor]
+    stats: Stats
 
 
 def forward_backward(
@@ -42,7 +59,6 @@ def forward_backward(
     layer (`plan.dropouts`), read row by row as its (rows, C) activations; nothing is modified.
     """
     m = ctx.shape[0]
-    masks = iter(keeps)
     table = params[0]  # (vocab, E)
     factored = factors_first_layer(plan, table.shape[0], ctx.shape)
     layers = plan.layers[2:] if factored else plan.layers  # the merge and Linear done below, if factored
@@ -53,58 +69,124 @@ def forward_backward(
             x = x + params[first.bias]
     else:
         x = table[ctx].reshape(-1, table.shape[1])  # (B*T, E): one row per position
+    run = _Pass(m, iter(keeps), [])
     saved: list[object] = []
-    stats: Stats = []
     for spec in layers:
-        if isinstance(spec, MergeSpec):
-            saved.append(x.shape)
-            x = _merge(x, m, spec.n)
-        elif isinstance(spec, LinearSpec):
-            saved.append(x)
-            x = x @ params[spec.weight] if spec.bias is None else torch.addmm(params[spec.bias], x, params[spec.weight])
-        elif isinstance(spec, NormSpec):
-            x, x_hat, inv, mean, spread = _norm_forward(spec, x, params[spec.gain], params[spec.shift])
-            saved.append((x_hat, inv))
-            stats.append((mean, spread))
-        elif isinstance(spec, DropoutSpec):
-            scale = dropout_scale(next(masks), spec.p, x.dtype).reshape(x.shape)  # (B, T * C) -> (B * T, C)
-            x = x * scale
-            saved.append(scale)
-        else:
-            x = torch.tanh(x)
-            saved.append(x)
+        x, keep = KINDS[type(spec)][0](spec, params, x, run)
+        saved.append(keep)
     log_probs = torch.log_softmax(x, dim=1)  # x: the logits (B, vocab)
     loss = F.nll_loss(log_probs, target)  # = F.cross_entropy(logits, target)
     d = log_probs.exp().scatter_add_(1, target[:, None], log_probs.new_full((m, 1), -1.0))  # softmax - one-hot
     d = d.mul_(1 / m)  # dloss/dlogits (B, vocab)
     grads: list[torch.Tensor | None] = [None] * len(params)
     for spec, keep in zip(reversed(layers), reversed(saved)):
-        if isinstance(spec, MergeSpec):
-            d = d.reshape(keep)  # back to the rows before the merge
-        elif isinstance(spec, LinearSpec):
-            grads[spec.weight] = keep.t() @ d  # (fan_in, fan_out)
-            if spec.bias is not None:
-                grads[spec.bias] = d.sum(0)
-            d = d @ params[spec.weight].t()
-        elif isinstance(spec, NormSpec):
-            x_hat, inv = keep
-            dgain = grads[spec.gain] = (d * x_hat).sum(0)
-            dshift = grads[spec.shift] = d.sum(0)
-            rows = d.shape[0]  # B, or B * T: the values each feature's statistics are taken over
-            n = rows - 1 if spec.lecture else rows  # with dx_hat = gain * d: mean(dx_hat) = gain * dshift / rows
-            d = torch.addcmul(d - dshift / rows, x_hat, dgain, value=-1 / n) * (params[spec.gain] * inv)
-        elif isinstance(spec, DropoutSpec):
-            d = d * keep  # keep: the scale the forward pass multiplied by
-        else:
-            assert isinstance(spec, TanhSpec)
-            d = torch.ops.aten.tanh_backward(d, keep)  # d * (1 - tanh^2)
+        d = KINDS[type(spec)][1](spec, params, d, keep, grads)
     if factored:
         if first.bias is not None:
             grads[first.bias] = d.sum(0)
         grads[first.weight], grads[0] = _factored_backward(table, params[first.weight], ids, d)
     else:  # the embedding rows each context id picked receive the gradient of its slot
         grads[0] = torch.zeros_like(table).index_add_(0, ctx.reshape(-1), d.reshape(-1, table.shape[1]))
-    return loss, grads, stats  # type: ignore[return-value]
+    return loss, grads, run.stats  # type: ignore[return-value]
+
+
+# Each kind: forward(spec, params, x, run) -> (y, what backward keeps), and
+# backward(spec, params, dy, kept, grads) -> dx, filling its parameters' entries of `grads`.
+# x and y are (rows, C) (see plan.py).
+
+
+def _merge_forward(spec: MergeSpec, params: list[torch.Tensor], x: torch.Tensor, run: _Pass) -> tuple:
+    return _merge(x, run.batch, spec.n), x.shape
+
+
+def _merge_backward(spec: MergeSpec, params: list[torch.Tensor], d: torch.Tensor, shape, grads: list) -> torch.Tensor:
+    return d.reshape(shape)  # back to the rows before the merge
+
+
+def _linear_forward(spec: LinearSpec, params: list[torch.Tensor], x: torch.Tensor, run: _Pass) -> tuple:
+    weight = params[spec.weight]
+    return (x @ weight if spec.bias is None else torch.addmm(params[spec.bias], x, weight)), x
+
+
+def _linear_backward(spec: LinearSpec, params: list[torch.Tensor], d: torch.Tensor, x, grads: list) -> torch.Tensor:
+    grads[spec.weight] = x.t() @ d  # (fan_in, fan_out)
+    if spec.bias is not None:
+        grads[spec.bias] = d.sum(0)
+    return d @ params[spec.weight].t()
+
+
+def _norm_forward(spec: NormSpec, params: list[torch.Tensor], z: torch.Tensor, run: _Pass) -> tuple:
+    """Algorithm 1 on z (rows, C); the batch statistics go to `run.stats` for the buffers."""
+    m = z.shape[0]
+    mean = z.mean(0)  # (torch.var_mean is many times slower over the batch dimension at this size)
+    centred = z - mean
+    sq = (centred * centred).sum(0)
+    if spec.lecture:
+        std = torch.sqrt(sq / (m - 1))  # unbiased std, no eps, as the notebook's z.std(0)
+        inv, spread = std.reciprocal(), std
+    else:
+        var = sq / m  # the biased batch variance normalises; the buffer gets the unbiased one
+        inv, spread = torch.rsqrt(var + spec.eps), var * (m / max(m - 1, 1))
+    x_hat = centred * inv
+    run.stats.append((mean, spread))
+    return torch.addcmul(params[spec.shift], params[spec.gain], x_hat), (x_hat, inv)
+
+
+def _norm_backward(spec: NormSpec, params: list[torch.Tensor], d: torch.Tensor, kept, grads: list) -> torch.Tensor:
+    x_hat, inv = kept
+    dgain = grads[spec.gain] = (d * x_hat).sum(0)
+    dshift = grads[spec.shift] = d.sum(0)
+    rows = d.shape[0]  # B, or B * T: the values each feature's statistics are taken over
+    n = rows - 1 if spec.lecture else rows  # with dx_hat = gain * d: mean(dx_hat) = gain * dshift / rows
+    return torch.addcmul(d - dshift / rows, x_hat, dgain, value=-1 / n) * (params[spec.gain] * inv)
+
+
+def _layer_norm_forward(spec: LayerNormSpec, params: list[torch.Tensor], z: torch.Tensor, run: _Pass) -> tuple:
+    """LayerNorm on each row of z (rows, C): its own mean and biased variance, no buffers."""
+    centred = z - z.mean(1, keepdim=True)
+    inv = torch.rsqrt((centred * centred).mean(1, keepdim=True) + spec.eps)  # (rows, 1)
+    x_hat = centred * inv
+    return torch.addcmul(params[spec.shift], params[spec.gain], x_hat), (x_hat, inv)
+
+
+def _layer_norm_backward(
+    spec: LayerNormSpec, params: list[torch.Tensor], d: torch.Tensor, kept, grads: list
+) -> torch.Tensor:
+    x_hat, inv = kept
+    grads[spec.gain] = (d * x_hat).sum(0)
+    grads[spec.shift] = d.sum(0)
+    dx_hat = d * params[spec.gain]
+    return (dx_hat - dx_hat.mean(1, keepdim=True) - x_hat * (dx_hat * x_hat).mean(1, keepdim=True)) * inv
+
+
+def _tanh_forward(spec: TanhSpec, params: list[torch.Tensor], x: torch.Tensor, run: _Pass) -> tuple:
+    y = torch.tanh(x)
+    return y, y
+
+
+def _tanh_backward(spec: TanhSpec, params: list[torch.Tensor], d: torch.Tensor, y, grads: list) -> torch.Tensor:
+    return torch.ops.aten.tanh_backward(d, y)  # d * (1 - tanh^2)
+
+
+def _dropout_forward(spec: DropoutSpec, params: list[torch.Tensor], x: torch.Tensor, run: _Pass) -> tuple:
+    scale = dropout_scale(next(run.masks), spec.p, x.dtype).reshape(x.shape)  # (B, T * C) -> (B * T, C)
+    return x * scale, scale
+
+
+def _dropout_backward(
+    spec: DropoutSpec, params: list[torch.Tensor], d: torch.Tensor, scale, grads: list
+) -> torch.Tensor:
+    return d * scale  # the scale the forward pass multiplied by
+
+
+KINDS: dict[type, tuple[Callable[..., tuple], Callable[..., torch.Tensor]]] = {
+    MergeSpec: (_merge_forward, _merge_backward),
+    LinearSpec: (_linear_forward, _linear_backward),
+    NormSpec: (_norm_forward, _norm_backward),
+    LayerNormSpec: (_layer_norm_forward, _layer_norm_backward),
+    TanhSpec: (_tanh_forward, _tanh_backward),
+    DropoutSpec: (_dropout_forward, _dropout_backward),
+}
 
 
 def vocab_range(plan: Plan, vocab: int, ctx_shape: torch.Size | tuple[int, int]) -> tuple[int, int | None]:
@@ -178,22 +260,6 @@ def _merge(x: torch.Tensor, batch: int, n: int | None) -> torch.Tensor:
     return x.reshape(batch, -1, channels).reshape(-1, channels)
 
 
-def _norm_forward(spec: NormSpec, z: torch.Tensor, gain: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Algorithm 1 on z (rows, C): output, x_hat, 1/s, and the batch statistics for the buffers."""
-    m = z.shape[0]
-    mean = z.mean(0)  # (torch.var_mean is many times slower over the batch dimension at this size)
-    centred = z - mean
-    sq = (centred * centred).sum(0)
-    if spec.lecture:
-        std = torch.sqrt(sq / (m - 1))  # unbiased std, no eps, as the notebook's z.std(0)
-        inv, spread = std.reciprocal(), std
-    else:
-        var = sq / m  # the biased batch variance normalises; the buffer gets the unbiased one
-        inv, spread = torch.rsqrt(var + spec.eps), var * (m / max(m - 1, 1))
-    x_hat = centred * inv
-    return torch.addcmul(shift, gain, x_hat), x_hat, inv, mean, spread
-
-
 def update_(
     plan: Plan,
     params: list[torch.Tensor],
@@ -208,12 +274,11 @@ def update_(
     With `weight_decay`, the parameters `plan.decayed` also take the decoupled decay
     `-lr * weight_decay * p` (SGDW, as `bnnames.training.loop`); at 0 the step is unchanged.
     """
-    norms = [spec for spec in plan.layers if isinstance(spec, NormSpec)]
     if weight_decay:  # the step's direction: grad + weight_decay * p on the decayed parameters
         # (not torch.add(g, p, alpha=...): inductor in torch 2.13.0 compiles that one wrongly)
         grads = [g + weight_decay * p if i in plan.decayed else g for i, (p, g) in enumerate(zip(params, grads))]
     torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
-    for spec, (mean, spread) in zip(norms, stats):
+    for spec, (mean, spread) in zip(plan.norms, stats):
         running_mean, running_spread, tracked = buffers[spec.buffers]
         running_mean.mul_(1 - spec.momentum).add_(mean, alpha=spec.momentum)
         running_spread.mul_(1 - spec.momentum).add_(spread, alpha=spec.momentum)
