@@ -28,7 +28,7 @@ Schedule = Literal["plateau", "fixed"]  # see bnnames.schedule
 Weights = Literal["best", "last"]  # which weights of a checkpoint a verb uses (see choose_weights)
 
 TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
-COMPILE_MIN_STEPS = 50_000  # "auto" compiles the step only for runs this long: ~3-30 s repaid at ~0.1 ms/step
+COMPILE_MIN_STEPS = 50_000  # "auto" compiles an uncached step only for runs this long (docs/performance.md)
 SAVE_EVERY = 10_000  # steps between periodic checkpoint saves of a training run
 MAX_STEPS = 10**10  # the most --steps (and --decay-at) can be: a decay there never happens
 EVAL_EVERY_RANGE = (100, 1_000)  # --eval-every 0 (auto): one pass over the training split, within these

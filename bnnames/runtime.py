@@ -21,14 +21,13 @@ from bnnames.errors import ConfigError
 from bnnames.model import build_model
 
 # Every bnnames workload is made of small ops (a training step is ~2.4 MFLOP; eval and sampling
-# run a few thousand distinct contexts). Measured on 2 cores: a second thread made the training
-# step, eval and sampling slower, and many times slower while another process used the other core.
+# run a few thousand distinct contexts), where a second thread only adds synchronisation, and much
+# more of it when another process holds the other core (docs/performance.md).
 THREADS = 1
 
 # Multiply-adds of one training step's forward pass (see step_work) from which CUDA trains faster
-# than one CPU thread. Measured on an H100 machine (docs/gpu.md): every step of 7.5M or more was
-# 2.3-9x faster there; the wavenet preset (4.0M) was 1.26x slower: a small step is dozens of tiny
-# kernels whose launches cost more than the CPU's arithmetic. Every preset (at most 4.0M) stays on the CPU.
+# than one CPU thread: below it a step is dozens of tiny kernels whose launches cost more than the
+# CPU's arithmetic, so every preset (at most 4.0M) stays on the CPU (measured: docs/gpu.md).
 GPU_MIN_WORK = 5_000_000
 
 # cuBLAS picks a deterministic reduction order only with a fixed workspace, read when CUDA starts

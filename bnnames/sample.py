@@ -88,7 +88,7 @@ def _sample_batch(
     """Sampled ids after the prefix: (rows, steps), BOUNDARY once a row is done.
 
     Each row draws by inverting its cumulative distribution at a uniform number: one random
-    number per row and step (torch.multinomial costs 20x more at these sizes).
+    number per row and step (torch.multinomial does much more work per draw: docs/performance.md).
     """
     state = predictor.start(context, rows)
     out = torch.full((rows, steps), BOUNDARY, dtype=torch.long)

@@ -1,8 +1,8 @@
 """The validation curve of a training run, and the plateau schedule it drives.
 
 Every --eval-every steps a run measures its loss on the whole val split (eval mode, running
-statistics) and notes its smoothed mini-batch training loss beside it (measuring the whole train
-split too would cost 3x the evaluation: 102 ms against 33 ms on the standard file). With
+statistics) and notes its smoothed mini-batch training loss beside it (the whole train split is
+eight times the val split: measuring it too would multiply the cost of every evaluation). With
 --schedule plateau the curve decides the learning rate: when `patience` evaluations in a row
 bring no new best val loss, the run goes back to its best weights and goes on at lr x decay;
 after the decay, the next such plateau ends the run. --steps is only the ceiling. The curve

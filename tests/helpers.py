@@ -95,21 +95,21 @@ def read_only_folder(tmp_path: Path) -> Path:
 
 
 def interrupt_after(at: int, action: Callable[[], None]) -> Callable[[], None]:
-    """Make `bnnames.train` call `action()` right after training step `at` is done; returns an undo.
+    """Make `bnnames.training.run` call `action()` right after training step `at` is done; returns an undo.
 
-    Wraps the training loop that bnnames.train calls (`train_steps`, or each loop `make_trainer` builds),
+    Wraps the training loop that bnnames.training.run calls (`train_steps`, or each loop `make_trainer` builds),
     splitting the call whose range holds `at`; `action` sends a real signal (signal_driver.py) or
     sets the stop flag of an in-process run.
     """
-    import bnnames.train
+    import bnnames.training.run
 
-    name = "make_trainer" if hasattr(bnnames.train, "make_trainer") else "train_steps"
-    real = getattr(bnnames.train, name)
+    name = "make_trainer" if hasattr(bnnames.training.run, "make_trainer") else "train_steps"
+    real = getattr(bnnames.training.run, name)
     if name == "make_trainer":
-        setattr(bnnames.train, name, lambda *args, **kwargs: _split_at(real(*args, **kwargs), at, action))
+        setattr(bnnames.training.run, name, lambda *args, **kwargs: _split_at(real(*args, **kwargs), at, action))
     else:
-        setattr(bnnames.train, name, _split_at(real, at, action))
-    return lambda: setattr(bnnames.train, name, real)
+        setattr(bnnames.training.run, name, _split_at(real, at, action))
+    return lambda: setattr(bnnames.training.run, name, real)
 
 
 def _split_at(loop: Callable[..., int], at: int, action: Callable[[], None]) -> Callable[..., int]:

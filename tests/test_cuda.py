@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bnnames.storage.checkpoint import load_checkpoint
-from bnnames.train import TrainRequest, run_training
+from bnnames.training.run import TrainRequest, run_training
 from tests.helpers import Quiet, assert_same_run, cli, interrupt_after
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -15,12 +15,12 @@ from bnnames.config import ModelConfig, TrainConfig
 from bnnames.model import BatchNorm, Dropout, Embedding, Flatten, Linear, Tanh, draw_keep
 from bnnames.runtime import num_threads
 from bnnames.storage.checkpoint import load_checkpoint
-from bnnames.train import TrainRequest, run_training
 from bnnames.training.engines import make_trainer
 from bnnames.training.fast.engine import FastTrainer
 from bnnames.training.fast.plan import plan_of, state_of
 from bnnames.training.fast.step import forward_backward
 from bnnames.training.loop import train_steps
+from bnnames.training.run import TrainRequest, run_training
 from tests.helpers import (
     SHORT,
     TINY,

@@ -24,7 +24,7 @@ import pytest
 
 from bnnames.errors import CheckpointError
 from bnnames.storage.checkpoint import load_checkpoint
-from bnnames.train import TrainRequest, TrainResult, run_training
+from bnnames.training.run import TrainRequest, TrainResult, run_training
 from tests.helpers import BNNAMES, Quiet, assert_same_run, cli, interrupt_after, subprocess_env
 
 SETTINGS = {"n_hidden": 8, "n_embd": 3, "steps": 400, "decay_at": 250}  # the lr decays mid-run

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from bnnames.config import TrainConfig
 from bnnames.errors import ConfigError
 from bnnames.storage.checkpoint import load_checkpoint
-from bnnames.train import TrainRequest, run_training
+from bnnames.training.run import TrainRequest, run_training
 from tests.helpers import Quiet
 
 

@@ -18,7 +18,7 @@ from bnnames.data import load_dataset
 from bnnames.errors import ConfigError
 from bnnames.evaluate import split_loss
 from bnnames.storage.checkpoint import BEST_PREFIX, load_checkpoint
-from bnnames.train import TrainRequest, run_training
+from bnnames.training.run import TrainRequest, run_training
 from tests.helpers import Quiet, assert_same_run, cli, fail_with, interrupt_after
 
 MODEL = {"n_hidden": 16, "n_embd": 4}

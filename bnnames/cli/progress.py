@@ -20,7 +20,7 @@ MARKS = {"train": "[dim]train[/]", "val/test": "[cyan]val/test[/]", "new": "[gre
 
 
 class TrainProgress:
-    """A `bnnames.train.Progress` drawn with rich; plain lines every 10% when stderr is not a terminal."""
+    """A `bnnames.training.hooks.Progress` drawn with rich; plain lines every 10% when stderr is not a terminal."""
 
     def __init__(self) -> None:
         console = stderr()

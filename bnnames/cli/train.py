@@ -72,7 +72,7 @@ def train(
     checkpoint; `bnnames train --resume` continues it exactly.
     """
     from bnnames.cli.progress import TrainProgress
-    from bnnames.train import TrainRequest, run_training
+    from bnnames.training.run import TrainRequest, run_training
 
     request = TrainRequest(
         checkpoint=checkpoint,

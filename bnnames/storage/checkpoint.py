@@ -280,9 +280,9 @@ def _check_tensor_table(path: Path, table: dict[str, TensorEntry], expected: dic
 
 def _read_tensors(handle: BinaryIO, path: Path, table: dict[str, TensorEntry]) -> dict[str, torch.Tensor]:
     """Every tensor of the open file whose header `table` was checked, read from that same file:
-    not by opening `path` again, where a running `train` may have put a newer file since (that mixed
-    one file's tensor table with another's bytes: test_resume.py saw a "negative running_var").
-    At most the bytes the table describes are read: a file with more is refused, not loaded."""
+    not by opening `path` again, where a running `train` may have put a newer file since, whose bytes
+    would not match this table (docs/reliability.md). At most the bytes the table describes are
+    read: a file with more is refused, not loaded."""
     size = handle.tell() + sum(entry.nbytes for entry in table.values())  # read_header stops at the data
     try:
         handle.seek(0)

@@ -3,8 +3,8 @@
 A run has diverged when its loss is not finite, when any parameter or buffer is not finite,
 or when the loss exceeds DIVERGED_FACTOR x ln(vocab size), the loss of a uniform guess. A
 learning model sits below ln(V) after a few hundred steps; a blown-up one (say --lr 1e6)
-stays finite for thousands of steps with a mini-batch loss around 1e7 (measured), which no
-amount of further training repairs.
+can stay finite for thousands of steps with a mini-batch loss far above it, which no amount of
+further training repairs (docs/reliability.md).
 """
 
 from __future__ import annotations

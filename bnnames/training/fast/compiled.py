@@ -51,10 +51,9 @@ from bnnames.training.fast.step import forward_backward, update_, vocab_range
 
 FORMAT = 1  # bump when the inputs' layout below changes
 PACKAGES = "steps"  # subfolder of the compile cache that holds the packages
-# Measured on the default model (docs/performance.md): memory planning (one pool for the step's
-# intermediate tensors instead of ~24 allocations) made a step 2.2 us (4%) faster. No precompiled
-# headers: building them took ~10 s of a first run and saved ~1.7 s a compile after, and a model's
-# step is compiled once. No line tables (debug information for profilers): ~0.7 s less compiling.
+# Memory planning: one pool for the step's intermediate tensors instead of an allocation each.
+# No precompiled headers: a model's step is compiled once, so building them never pays back. No
+# line tables (debug information for profilers): shorter compiles. (Measured: docs/performance.md.)
 COMPILE_OPTIONS = {
     "memory_planning": True,
     "aot_inductor.precompile_headers": False,

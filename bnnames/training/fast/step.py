@@ -205,7 +205,7 @@ def factors_first_layer(plan: Plan, vocab: int, ctx_shape: torch.Size | tuple[in
     product with each block of the weight can be taken once, on the table (vocab rows), and
     gathered, instead of on every merged row. That costs vocab / rows of the direct way, so it
     is taken when the first merge is partial (the wavenet's pairs: rows = B * T / n) and the
-    vocabulary is smaller than the rows (measured on the wavenet preset: ~15% of its step).
+    vocabulary is smaller than the rows (docs/performance.md has what it saves).
     """
     rows = _first_rows(plan, ctx_shape)
     return rows is not None and vocab < rows

@@ -1,7 +1,9 @@
-"""A whole training run: data, model, the loop in segments, periodic saves, resume, final losses.
+"""A whole training run: data, model, the loop in segments, resume, final losses.
 
 This is the one library function behind `bnnames train`. It reports through a `Progress`
 object and stops cleanly when `should_stop()` turns true (the CLI wires that to Ctrl-C).
+What happens between segments (validation, previews, diagnostics, TensorBoard, saves) is a
+list of hooks (`bnnames.training.hooks`).
 """
 
 from __future__ import annotations
@@ -12,35 +14,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from bnnames.config import ModelConfig, TrainConfig, flag, resolve_configs
 from bnnames.data import Dataset, load_dataset
-from bnnames.diagnostics.recording import open_recorder
+from bnnames.diagnostics.recording import Recorder, open_recorder
 from bnnames.download import STANDARD_URL, URL_ENV, fetch_standard_dataset
 from bnnames.errors import ConfigError, DataError, TrainingDiverged
 from bnnames.evaluate import split_loss
 from bnnames.model import build_model, create_model
 from bnnames.runtime import THREADS, num_threads, resolve_device, step_work
-from bnnames.schedule import Curve, Point, run_lr, trainer_config
-from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint, save_checkpoint
+from bnnames.schedule import Curve, run_lr, trainer_config
+from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint
 from bnnames.storage.lock import checkpoint_lock
+from bnnames.training import hooks
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.training.engines import make_trainer, resolve_engine
-from bnnames.training.validation import Validator, preview
+from bnnames.training.hooks import Progress, Run
+from bnnames.training.validation import Validator
 
 DEFAULT_DATA = Path("data/names.txt")
 MAX_PARAMETERS = 50_000_000  # 200 MB of weights, as much again of gradients: far past any sensible names model
-
-
-class Progress(Protocol):
-    def start(self, done: int, total: int) -> None: ...
-    def update(self, step: int, loss: float, lr: float) -> None: ...
-    def evaluated(self, point: Point, best: Point) -> None: ...
-    def samples(self, step: int, names: list[tuple[str, str]]) -> None: ...  # (name, "train"|"val/test"|"new")
-    def note(self, message: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -113,14 +109,11 @@ def _train(
     should_stop: Callable[[], bool],
     existed: bool,
 ) -> TrainResult:
-    """Train in segments of --save-every steps, saving after each; stop (and save) when asked.
-
-    Segments also end at every evaluation (--eval-every), diagnostics probe and sample preview,
-    which all happen between segments, so every engine runs them the same way; the plateau
-    schedule decays the lr or ends the run right after an evaluation.
+    """Train in segments, each ending where a hook needs to act (`hooks.nearest_stop`); stop
+    (and save) when asked.
 
     Never saves a diverged state: the loss is checked at every report, the weights before every
-    save, so the file on disk is always the last good one (or untouched).
+    stop, so the file on disk is always the last good one (or untouched).
     """
     model = ckpt.model.to(device)
     train = dataset.stream("train").to(device)  # gathered batch by batch: memory follows the characters
@@ -133,63 +126,63 @@ def _train(
     generator = torch.Generator().set_state(ckpt.generator_state)
     trainer = make_trainer(model, trainer_config(config, ckpt.curve), device, progress.note)
     validator = Validator(every, dataset.stream("val").to(device), ckpt.curve, ckpt.best_model)
-    saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
+    recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
+    run = Run(request.checkpoint, ckpt, model, generator, validator, recorder, progress, ckpt.step, ckpt.step)
+    run.saved = ckpt.step if request.resume else None
+    between = _hooks(request, validator, recorder, dataset, device)
     ceiling = loss_ceiling(dataset.vocab.size)
-    progress = _with_tensorboard(progress, request.tensorboard)
 
     def on_report(step: int, loss: float, lr: float) -> None:
         check_loss(loss, ceiling, step, lr)
-        validator.reported(step, loss)
+        for hook in between:
+            hook.reported(step, loss, lr)
         progress.update(step, loss, lr)
 
-    recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
-    progress.start(ckpt.step, config.steps)
-    step = first = ckpt.step
+    progress.start(run.step, run.total)
     if recorder is not None:
-        recorder.record(model, step, run_lr(config, ckpt.curve, step))  # at init for a fresh run
+        recorder.record(model, run.step, run_lr(config, ckpt.curve, run.step))  # at init for a fresh run
     while True:
         try:
-            if step < config.steps:
-                stops = [_segment_end(step, config.steps, request.save_every), _next_multiple(step, every)]
-                stops += [recorder.next_stop(step)] if recorder is not None else []
-                stops += [_next_multiple(step, request.sample_every)] if request.sample_every else []
-                step = trainer(train, None, generator, step, min(stops), on_report, should_stop=should_stop)
-            check_finite(model, step)
+            if run.step < run.total:
+                stop = hooks.nearest_stop(run.step, run.total, between)
+                run.step = trainer(train, None, generator, run.step, stop, on_report, should_stop=should_stop)
+            check_finite(model, run.step)
         except TrainingDiverged as err:
-            raise with_kept(err, kept_message(request.checkpoint, saved, existed)) from None
-        if step > first and (validator.due(step) or step == config.steps):  # between segments: every engine
-            if validator.evaluate(model, step, config) == "decay":  # from the best weights, at lr * decay
-                model.load_state_dict(validator.best.state_dict())  # in place: the trainers keep their tensors
-                trainer = make_trainer(model, trainer_config(config, validator.curve), device, progress.note)
-            progress.evaluated(validator.curve.points[-1], validator.curve.best)
-        if request.sample_every and step % request.sample_every == 0 and step > first:
-            progress.samples(step, preview(model, dataset, step, device))
-        curve = validator.curve
-        ckpt = dataclasses.replace(
-            ckpt, model=model, step=step, generator_state=generator.get_state(), curve=curve, best_model=validator.best
-        )
-        if recorder is not None:
-            recorder.record(model, step, run_lr(config, curve, step))  # the plateau's lr too
-        stopping = should_stop()  # read once: a signal may arrive at any moment
-        if stopping and step == first:  # no step done by this invocation: nothing new to save
+            raise with_kept(err, kept_message(request.checkpoint, run.saved, existed)) from None
+        run.stopping = should_stop()  # read once: a signal may arrive at any moment
+        if run.stopping and run.step == run.first:  # no step done by this invocation: nothing new to save
             status = "interrupted" if request.resume else "not started"  # (--overwrite: the old file stays)
-            return _result(status, request, ckpt, first)
-        if (step < config.steps and not curve.stopped and _is_save_point(step, request.save_every)) or stopping:
-            save_checkpoint(request.checkpoint, ckpt)
-            saved = step
-            if recorder is not None:
-                recorder.save()  # the sidecar always matches the checkpoint on disk
-        if stopping:
-            return _result("interrupted", request, ckpt, first)
-        if step == config.steps or curve.stopped:
+            return _result(status, request, run.ckpt, run.first)
+        for hook in between:
+            hook.at_stop(run)
+        if run.stopping:
+            return _result("interrupted", request, run.ckpt, run.first)
+        if run.decayed:  # from the best weights, at lr * decay
+            trainer = make_trainer(model, trainer_config(config, validator.curve), device, progress.note)
+            run.decayed = False
+        if run.step == run.total or run.ckpt.curve.stopped:
             break
     model.use_stats("running")
     losses = {"train": split_loss(model, train), "val": validator.loss(model)}
-    ckpt = dataclasses.replace(ckpt, losses=losses)
-    save_checkpoint(request.checkpoint, ckpt)
+    run.ckpt = dataclasses.replace(run.ckpt, losses=losses)
+    run.save()
+    return _result("done", request, run.ckpt, run.first)
+
+
+def _hooks(
+    request: TrainRequest, validator: Validator, recorder: Recorder | None, dataset: Dataset, device: torch.device
+) -> list[hooks.Hook]:
+    """What the run does between segments, in the order it does it: validation first (the
+    others see its decision and best weights), saving last (it saves what the others left)."""
+    between: list[hooks.Hook] = [hooks.Validation(validator)]
+    if request.sample_every:
+        between.append(hooks.Preview(request.sample_every, dataset, device))
     if recorder is not None:
-        recorder.save()
-    return _result("done", request, ckpt, first)
+        between.append(hooks.Diagnostics(recorder))
+    if request.tensorboard is not None:
+        between.append(hooks.tensorboard(request.tensorboard))
+    between.append(hooks.Saving(request.save_every))
+    return between
 
 
 def _result(status: str, request: TrainRequest, ckpt: Checkpoint, first: int = 0) -> TrainResult:
@@ -197,46 +190,6 @@ def _result(status: str, request: TrainRequest, ckpt: Checkpoint, first: int = 0
     resumed_at = first if request.resume else None
     config = ckpt.model_config, ckpt.train_config
     return TrainResult(status, request.checkpoint, ckpt.step, *config, losses, ckpt.curve, resumed_at)
-
-
-def _next_multiple(step: int, every: int) -> int:
-    return (step // every + 1) * every
-
-
-def _is_save_point(step: int, save_every: int | None) -> bool:
-    return save_every is not None and step % save_every == 0
-
-
-def _segment_end(step: int, total: int, save_every: int | None) -> int:
-    """The next multiple of save_every (the next save), or the end of the run."""
-    return total if save_every is None else min(total, (step // save_every + 1) * save_every)
-
-
-def _with_tensorboard(progress: Progress, tensorboard: Path | None) -> Progress:
-    """`progress`, also logging Loss/train and Loss/val to a TensorBoard folder when one is given."""
-    if tensorboard is None:
-        return progress
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'bnnames[tensorboard]'") from None
-    return _TensorBoard(progress, SummaryWriter(str(tensorboard)))
-
-
-class _TensorBoard:
-    def __init__(self, progress: Progress, writer: Any) -> None:
-        self.progress, self.writer = progress, writer
-        self.start, self.samples, self.note = progress.start, progress.samples, progress.note
-
-    def update(self, step: int, loss: float, lr: float) -> None:
-        self.writer.add_scalar("Loss/train", loss, step)  # the reference's tag
-        self.writer.flush()
-        self.progress.update(step, loss, lr)
-
-    def evaluated(self, point: Point, best: Point) -> None:
-        self.writer.add_scalar("Loss/val", point.val, point.step)
-        self.writer.flush()
-        self.progress.evaluated(point, best)
 
 
 def _resume_checkpoint(request: TrainRequest, progress: Progress) -> Checkpoint:
