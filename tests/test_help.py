@@ -1,9 +1,13 @@
 """`--help` of every verb, as a newcomer reads it at 80 and 120 columns: paragraphs that
-rewrap to the terminal, nothing wider than it."""
+rewrap to the terminal, nothing wider than it, flags without a metavar, defaults as written."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from bnnames.cli import make_app
@@ -63,3 +67,46 @@ def test_the_root_command_list_rewraps_each_description(width: int) -> None:
     assert len(cells) == len(VERBS)
     for cell in cells:
         assert_filled(cell, len(rows[0]) - column - 1)
+
+
+def verb_params() -> list[tuple[str, typer.Context, Any]]:
+    """(verb, context, parameter) for every parameter of every verb and the root, --help included."""
+    root = typer.main.get_command(make_app())
+    root_ctx = typer.Context(root)
+    found = [("root", root_ctx, p) for p in root.get_params(root_ctx)]
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        ctx = typer.Context(command, parent=root_ctx)
+        found += [(name, ctx, p) for p in command.get_params(ctx)]
+    return found
+
+
+def test_flags_show_no_metavar_and_values_show_what_they_take() -> None:
+    for verb, ctx, param in verb_params():
+        shown = param.display_type_rich(ctx)
+        if getattr(param, "is_flag", False):
+            assert shown == "", (verb, param.name, shown)
+            continue
+        kind = param.type_descriptor
+        if kind.choices is not None and shown == param.name.upper():  # many choices: named, listed in the help
+            assert all(choice in param.help for choice in kind.choices), (verb, param.name, param.help)
+        elif kind.choices is not None:
+            assert shown == "[" + "|".join(kind.choices) + "]", (verb, param.name, shown)
+        else:
+            assert shown in ("INTEGER", "FLOAT", "PATH", "TEXT"), (verb, param.name, shown)
+
+
+@pytest.mark.parametrize("verb", [*VERBS, None], ids=[*VERBS, "root"])
+def test_help_has_no_angle_bracket_types_and_no_parenthesised_defaults(verb: str | None) -> None:
+    text = "\n".join(render_help(*([verb] if verb else []), width=200))
+    assert not re.search(r"<(bool|int|float|str|path|list)", text), text
+    assert "[default: (" not in text and "(default)" not in text, text
+
+
+def test_a_flag_row_goes_straight_from_the_option_to_its_help() -> None:
+    rows = {line.split()[1]: line for line in render_help("sample", width=200) if line.startswith("│ --")}
+    assert rows["--novel"].split()[2] == "Only"  # no metavar between --novel and its help
+    assert rows["--count"].split()[3:5] == ["INTEGER", "How"]  # --count -n INTEGER How many names.
+    assert rows["--temperature"].split()[2] == "FLOAT"
+    assert rows["--prefix"].split()[2] == "TEXT"
+    assert rows["--checkpoint"].split()[3] == "PATH"
+    assert rows["--device"].split()[2] == "[auto|cpu|cuda|mps]"

@@ -35,7 +35,11 @@ def train(
     device: DeviceOpt = "auto",
     preset: Annotated[
         PresetName | None,
-        typer.Option(help="Starting settings; the options below override it.", show_default="default"),
+        typer.Option(
+            help="Starting settings: default, lecture, deep, wavenet or best (see docs/models.md); "
+            "the options below override them.",
+            show_default="default, or the checkpoint's with --resume",
+        ),
     ] = None,
     save_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,
