@@ -110,3 +110,13 @@ def test_a_flag_row_goes_straight_from_the_option_to_its_help() -> None:
     assert rows["--prefix"].split()[2] == "TEXT"
     assert rows["--checkpoint"].split()[3] == "PATH"
     assert rows["--device"].split()[2] == "[auto|cpu|cuda|mps]"
+
+
+def test_checkpoint_help_says_what_each_verb_does_with_the_file() -> None:
+    """Read-only verbs read it; train writes it (and reads it on --resume); calibrate reads and stores into it."""
+    helps = {verb: p.help for verb, _, p in verb_params() if p.name == "checkpoint"}
+    assert set(helps) == set(VERBS) - {"cache"}
+    for verb in ("eval", "sample", "score", "diagnose"):
+        assert "to read" in helps[verb] and "write" not in helps[verb] and "store" not in helps[verb], verb
+    assert "to write" in helps["train"] and "--resume" in helps["train"]
+    assert "to read" in helps["calibrate"] and "store" in helps["calibrate"]

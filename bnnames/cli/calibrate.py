@@ -10,7 +10,7 @@ from rich.table import Table
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
-    CheckpointOpt,
+    CalibratedCheckpointOpt,
     DataOpt,
     DeviceOpt,
     WeightsOpt,
@@ -27,7 +27,7 @@ def calibrate(
     method: Annotated[
         Method, typer.Option(help="full: mean/var over the training split; paper: Algorithm 2's mini-batch averages.")
     ] = "full",
-    checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
+    checkpoint: CalibratedCheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
     weights: WeightsOpt = None,

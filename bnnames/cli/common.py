@@ -20,16 +20,18 @@ from bnnames.errors import BnnamesError
 CHECKPOINT_ENV = "BNNAMES_CHECKPOINT"
 DEFAULT_CHECKPOINT = "bnnames.safetensors"
 
-CheckpointOpt = Annotated[
-    Path,
-    typer.Option(
-        "--checkpoint",
-        "-c",
-        envvar=CHECKPOINT_ENV,
-        help="Checkpoint file to read or write.",
-        dir_okay=True,
-        show_envvar=True,
-    ),
+
+def _checkpoint(help: str) -> Any:
+    """The -c/--checkpoint option (or $BNNAMES_CHECKPOINT); `help` says what the verb does with the file."""
+    return typer.Option("--checkpoint", "-c", envvar=CHECKPOINT_ENV, help=help, dir_okay=True, show_envvar=True)
+
+
+CheckpointOpt = Annotated[Path, _checkpoint("Checkpoint file to read.")]  # eval, sample, score, diagnose
+WrittenCheckpointOpt = Annotated[  # train
+    Path, _checkpoint("Checkpoint file to write (with --resume: to read, then continue).")
+]
+CalibratedCheckpointOpt = Annotated[  # calibrate
+    Path, _checkpoint("Checkpoint file to read, and to store the calibrated statistics in.")
 ]
 DeviceOpt = Annotated[
     Device,

@@ -10,8 +10,8 @@ import typer
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
-    CheckpointOpt,
     DeviceOpt,
+    WrittenCheckpointOpt,
     config_options,
     note,
     one_line_errors,
@@ -31,7 +31,7 @@ def train(
         Path | None,
         typer.Argument(help="Names file, one name a line.", show_default="data/names.txt, downloaded if missing"),
     ] = None,
-    checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
+    checkpoint: WrittenCheckpointOpt = Path(DEFAULT_CHECKPOINT),
     device: DeviceOpt = "auto",
     preset: Annotated[
         PresetName | None,
