@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
@@ -14,6 +13,7 @@ from bnnames.cli.common import (
     DataOpt,
     DeviceOpt,
     WeightsOpt,
+    make_table,
     note,
     one_line_errors,
     stdout,
@@ -46,7 +46,7 @@ def calibrate(
         f"calibrated {report.layers} BatchNorm layer(s) over {report.examples:,} training examples "
         f"(method {report.method}) -> {checkpoint}"
     )
-    table = Table("BatchNorm stats", "train loss", "val loss")
+    table = make_table("BatchNorm stats", "train loss", "val loss")
     for kind, losses in report.losses.items():
         table.add_row(kind, f"{losses['train']:.4f}", f"{losses['val']:.4f}")
     out.print(table)

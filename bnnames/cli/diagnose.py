@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bnnames.cli.common import DEFAULT_CHECKPOINT, CheckpointOpt, DataOpt, DeviceOpt, note, one_line_errors, stdout
+from bnnames.cli.common import (
+    DEFAULT_CHECKPOINT,
+    CheckpointOpt,
+    DataOpt,
+    DeviceOpt,
+    make_table,
+    note,
+    one_line_errors,
+    stdout,
+)
 from bnnames.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
@@ -58,7 +67,7 @@ def diagnose(
 
 def _layer_table(report: DiagnoseReport) -> Table:
     probe = report.latest
-    table = Table(title=f"tanh layers at step {probe.step:,} (loss {probe.loss:.4f} on one training batch)")
+    table = make_table(title=f"tanh layers at step {probe.step:,} (loss {probe.loss:.4f} on one training batch)")
     table.add_column("layer", no_wrap=True)
     for column in ("mean", "std", "saturated", "grad mean", "grad std"):
         table.add_column(column, justify="right")
@@ -71,7 +80,7 @@ def _layer_table(report: DiagnoseReport) -> Table:
 
 def _weight_table(report: DiagnoseReport) -> Table:
     probe = report.latest
-    table = Table(
+    table = make_table(
         title=f"weight matrices at lr {probe.lr:g}; update:data = log10(std(lr*grad) / std(weight)), healthy near -3"
     )
     table.add_column("weight", no_wrap=True, min_width=max(len(w.name) for w in probe.weights))

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
@@ -19,6 +18,7 @@ from bnnames.cli.common import (
     StatsOpt,
     WeightsOpt,
     fail,
+    make_table,
     note,
     one_line_errors,
     stdout,
@@ -59,7 +59,7 @@ def score(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
-        table = Table("name", "log-likelihood (nats)", "nats/char", "in names file")
+        table = make_table("name", "log-likelihood (nats)", "nats/char", "in names file")
         for r in rows:
             scored = r["loss"] is not None
             table.add_row(
