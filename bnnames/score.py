@@ -7,12 +7,13 @@ weighted by n + 1, average to that split's loss.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from bnnames.config import Split, choices
+from bnnames.config import ScoreSort, Split, check_choice, choices
 from bnnames.data import Dataset, Vocab, name_examples
 from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
@@ -33,10 +34,15 @@ class NameScore:
     def in_names_file(self) -> bool:
         return self.split is not None
 
+    @property
+    def probability(self) -> float | None:
+        """P(name) under the model, exp(log_likelihood): 0.0 below float64's 1e-308."""
+        return None if self.log_likelihood is None else math.exp(self.log_likelihood)
+
 
 @dataclass(frozen=True)
 class ScoreReport:
-    scores: list[NameScore]  # in the order the names were given
+    scores: list[NameScore]  # sorted as asked (see `sorted_scores`): by default in the order given
     stats: str  # "running", "calibrated", or "none" for a model without BatchNorm
     note: str | None  # set when --data is not the training file
 
@@ -61,6 +67,21 @@ def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[st
     return [totals.get(name) for name in names]
 
 
+def sorted_scores(scores: list[NameScore], sort: ScoreSort) -> list[NameScore]:
+    """`scores` as given (input), most likely first (likelihood: the whole name's probability, which
+    favours short names), or fewest nats per character first (loss); names not scored go last."""
+    check_choice("sort", sort, ScoreSort)
+    if sort == "input":
+        return scores
+
+    def key(score: NameScore) -> float:
+        assert score.log_likelihood is not None and score.loss is not None  # only scored names are sorted
+        return -score.log_likelihood if sort == "likelihood" else score.loss
+
+    scored = [s for s in scores if s.log_likelihood is not None]
+    return sorted(scored, key=key) + [s for s in scores if s.log_likelihood is None]  # stable: ties as given
+
+
 def _unknown(name: str, vocab: Vocab) -> str | None:
     """Why `name` cannot be scored, or None."""
     if not name:
@@ -79,7 +100,13 @@ def _where(dataset: Dataset) -> dict[str, str]:
 
 @num_threads(THREADS)
 def score_checkpoint(
-    path: Path, names: list[str], stats: str | None, data: Path | None, device: str, weights: str | None = None
+    path: Path,
+    names: list[str],
+    stats: str | None,
+    data: Path | None,
+    device: str,
+    weights: str | None = None,
+    sort: ScoreSort = "input",
 ) -> ScoreReport:
     """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use."""
     if not names:
@@ -100,4 +127,4 @@ def score_checkpoint(
         )
         for name, total in zip(names, totals)
     ]
-    return ScoreReport(scores, kind, data_note(ckpt, dataset))
+    return ScoreReport(sorted_scores(scores, sort), kind, data_note(ckpt, dataset))
