@@ -19,7 +19,7 @@ from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
+from bnnames.storage.checkpoint import dataset_if_found, load_checkpoint, model_in_use
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,12 @@ class NameScore:
     loss: float | None  # -log_likelihood / (n + 1): nats per character, the end token counted
     split: str | None  # the first of train, val, test that holds the name; None: not in the names file
     error: str | None = None  # why the name could not be scored
+    names_file_found: bool = True  # False: the names file is not at hand, `in_names_file` is unknown
 
     @property
-    def in_names_file(self) -> bool:
-        return self.split is not None
+    def in_names_file(self) -> bool | None:
+        """Whether the names file holds the name; None: unknown (the file is gone)."""
+        return self.split is not None if self.names_file_found else None
 
     @property
     def probability(self) -> float | None:
@@ -44,7 +46,7 @@ class NameScore:
 class ScoreReport:
     scores: list[NameScore]  # sorted as asked (see `sorted_scores`): by default in the order given
     stats: str  # "running", "calibrated", or "none" for a model without BatchNorm
-    note: str | None  # set when --data is not the training file
+    note: str | None  # set when --data is not the training file, or the training file is not at hand
 
 
 def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[str]) -> list[float | None]:
@@ -108,15 +110,21 @@ def score_checkpoint(
     weights: str | None = None,
     sort: ScoreSort = "input",
 ) -> ScoreReport:
-    """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use."""
+    """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use.
+
+    The names file is needed only to say which names it holds: without it (gone, moved, changed)
+    the names are scored all the same, `in_names_file` unknown, and the note says why.
+    """
     if not names:
         raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
     ckpt = load_checkpoint(path)
     model, kind = model_in_use(ckpt, weights, stats)
-    dataset = dataset_for(ckpt, data)
+    dataset, note = dataset_if_found(ckpt, data)
+    if dataset is None:
+        note = f"{note} (only the 'in names file' column needs it: shown as ?)"
     model = model.to(resolve_device(device))
     totals = score_names(model, ckpt.vocab, ckpt.model_config.block_size, names)
-    where = _where(dataset)
+    where = _where(dataset) if dataset is not None else {}
     scores = [
         NameScore(
             name,
@@ -124,7 +132,8 @@ def score_checkpoint(
             None if total is None else -total / (len(name) + 1),
             where.get(name),
             _unknown(name, ckpt.vocab),
+            names_file_found=dataset is not None,
         )
         for name, total in zip(names, totals)
     ]
-    return ScoreReport(sorted_scores(scores, sort), kind, data_note(ckpt, dataset))
+    return ScoreReport(sorted_scores(scores, sort), kind, note)

@@ -52,7 +52,7 @@ def score(
 
     report = score_checkpoint(checkpoint, _read_names(names), stats, data, device, weights, sort)
     if report.note:
-        note(report.note)
+        note(escape(report.note))
     rows = [
         {
             "name": s.name,
@@ -76,7 +76,7 @@ def score(
                 f"{r['log_likelihood']:.3f}" if scored else "-",
                 _probability(r["probability"]) if scored else "-",
                 f"{r['loss']:.4f}" if scored else escape(r["error"]),
-                r["split"] or "no",
+                "?" if r["in_names_file"] is None else r["split"] or "no",
             )
         stdout().print(table)
     failed = [s for s in report.scores if s.error]
