@@ -4,8 +4,8 @@ metavars named for what an option takes, defaults without Typer's parentheses.
 Typer keeps the line breaks of a docstring's later paragraphs (and of the root's command list),
 so source lines wrapped at 100 columns came out ragged at 80: the Command and Group classes
 join each paragraph into one line, and rich wraps it to the terminal's width. Typer also shows
-`<bool>` after every flag and `[default: (off)]` for a described default; their parameters are
-shown here as `--novel`, `--count INTEGER`, `--device [auto|cpu|cuda|mps]` and `[default: off]`.
+`<bool>` after every flag, `<int>` after a number and `[default: (off)]` for a described default;
+here they read `--novel`, `--count INTEGER`, `--device [auto|cpu|cuda|mps]` and `[default: off]`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption, _TyperParameter
 
 TYPE_NAMES = {int: "INTEGER", float: "FLOAT", str: "TEXT"}  # click's names, as most CLIs show them
-CHOICES_WIDTH = 20  # a longer list of choices is shown by the option's name (its help lists them): at 80
-# columns a wider metavar column squeezed every help beside it to 21 characters
+# A longer list of choices is shown by the option's name (its help lists them): at 80 columns a
+# metavar column as wide as [default|lecture|deep|wavenet|best] squeezed every help beside it.
+CHOICES_WIDTH = 20
 
 
 def reflowed(text: str | None) -> str | None:
@@ -80,7 +81,7 @@ class _ReadableHelp:
 
     def get_params(self, ctx: typer.Context) -> list[Any]:
         params = super().get_params(ctx)  # type: ignore[misc]
-        for param in params:  # Typer builds its own classes (and the --help option late): shown as ours
+        for param in params:  # Typer makes its own classes, with no hook for ours (--help's, late): swapped
             if type(param) is TyperOption:
                 param.__class__ = HelpOption
             elif type(param) is TyperArgument:
