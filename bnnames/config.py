@@ -26,6 +26,7 @@ Method = Literal["full", "paper"]  # calibration: the whole training split, or A
 PresetName = Literal["default", "lecture", "deep", "wavenet", "best"]
 Schedule = Literal["plateau", "fixed"]  # see bnnames.schedule
 Weights = Literal["best", "last"]  # which weights of a checkpoint a verb uses (see choose_weights)
+ScoreSort = Literal["input", "likelihood", "loss"]  # score's rows: as given, most likely, fewest nats per char
 
 TANH_GAIN = 5 / 3  # Kaiming gain for tanh: keeps activations near unit std at init
 COMPILE_MIN_STEPS = 50_000  # "auto" compiles an uncached step only for runs this long (docs/performance.md)

@@ -7,18 +7,19 @@ weighted by n + 1, average to that split's loss.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from bnnames.config import Split, choices
+from bnnames.config import ScoreSort, Split, check_choice, choices
 from bnnames.data import Dataset, Vocab, name_examples
 from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
+from bnnames.storage.checkpoint import dataset_if_found, load_checkpoint, model_in_use
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,24 @@ class NameScore:
     loss: float | None  # -log_likelihood / (n + 1): nats per character, the end token counted
     split: str | None  # the first of train, val, test that holds the name; None: not in the names file
     error: str | None = None  # why the name could not be scored
+    names_file_found: bool = True  # False: the names file is not at hand, `in_names_file` is unknown
 
     @property
-    def in_names_file(self) -> bool:
-        return self.split is not None
+    def in_names_file(self) -> bool | None:
+        """Whether the names file holds the name; None: unknown (the file is gone)."""
+        return self.split is not None if self.names_file_found else None
+
+    @property
+    def probability(self) -> float | None:
+        """P(name) under the model, exp(log_likelihood): 0.0 below float64's 1e-308."""
+        return None if self.log_likelihood is None else math.exp(self.log_likelihood)
 
 
 @dataclass(frozen=True)
 class ScoreReport:
-    scores: list[NameScore]  # in the order the names were given
+    scores: list[NameScore]  # sorted as asked (see `sorted_scores`): by default in the order given
     stats: str  # "running", "calibrated", or "none" for a model without BatchNorm
-    note: str | None  # set when --data is not the training file
+    note: str | None  # set when --data is not the training file, or the training file is not at hand
 
 
 def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[str]) -> list[float | None]:
@@ -61,6 +69,21 @@ def score_names(model: NamesModel, vocab: Vocab, block_size: int, names: list[st
     return [totals.get(name) for name in names]
 
 
+def sorted_scores(scores: list[NameScore], sort: ScoreSort) -> list[NameScore]:
+    """`scores` as given (input), most likely first (likelihood: the whole name's probability, which
+    favours short names), or fewest nats per character first (loss); names not scored go last."""
+    check_choice("sort", sort, ScoreSort)
+    if sort == "input":
+        return scores
+
+    def key(score: NameScore) -> float:
+        assert score.log_likelihood is not None and score.loss is not None  # only scored names are sorted
+        return -score.log_likelihood if sort == "likelihood" else score.loss
+
+    scored = [s for s in scores if s.log_likelihood is not None]
+    return sorted(scored, key=key) + [s for s in scores if s.log_likelihood is None]  # stable: ties as given
+
+
 def _unknown(name: str, vocab: Vocab) -> str | None:
     """Why `name` cannot be scored, or None."""
     if not name:
@@ -79,17 +102,29 @@ def _where(dataset: Dataset) -> dict[str, str]:
 
 @num_threads(THREADS)
 def score_checkpoint(
-    path: Path, names: list[str], stats: str | None, data: Path | None, device: str, weights: str | None = None
+    path: Path,
+    names: list[str],
+    stats: str | None,
+    data: Path | None,
+    device: str,
+    weights: str | None = None,
+    sort: ScoreSort = "input",
 ) -> ScoreReport:
-    """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use."""
+    """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use.
+
+    The names file is needed only to say which names it holds: without it (gone, moved, changed)
+    the names are scored all the same, `in_names_file` unknown, and the note says why.
+    """
     if not names:
         raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
     ckpt = load_checkpoint(path)
     model, kind = model_in_use(ckpt, weights, stats)
-    dataset = dataset_for(ckpt, data)
+    dataset, note = dataset_if_found(ckpt, data)
+    if dataset is None:
+        note = f"{note} (only the 'in names file' column needs it: shown as ?)"
     model = model.to(resolve_device(device))
     totals = score_names(model, ckpt.vocab, ckpt.model_config.block_size, names)
-    where = _where(dataset)
+    where = _where(dataset) if dataset is not None else {}
     scores = [
         NameScore(
             name,
@@ -97,7 +132,8 @@ def score_checkpoint(
             None if total is None else -total / (len(name) + 1),
             where.get(name),
             _unknown(name, ckpt.vocab),
+            names_file_found=dataset is not None,
         )
         for name, total in zip(names, totals)
     ]
-    return ScoreReport(scores, kind, data_note(ckpt, dataset))
+    return ScoreReport(sorted_scores(scores, sort), kind, note)

@@ -82,3 +82,35 @@ def test_an_unknown_character_is_reported_in_place_and_the_exit_code_is_1_at_the
 def test_no_names_at_all_is_one_line(trained):
     result = cli("score", "-", "-c", trained, input="\n  \n", code=1)
     assert_one_line_error(result, "no names to score")
+
+
+def test_probability_is_exp_of_the_log_likelihood_in_json_and_in_the_table(trained):
+    names = ["emma", "ava", "zyxw", "zoë", "elizabeth"]
+    scores = _scores(trained, *names, code=1)
+    for s in scores:
+        if s["log_likelihood"] is None:
+            assert s["probability"] is None
+        else:
+            assert s["probability"] == pytest.approx(math.exp(s["log_likelihood"]), rel=1e-12)
+            assert 0 < s["probability"] < 1
+    rows = {line.split()[0]: line.split() for line in cli("score", *names, "-c", trained, code=1).stdout.splitlines()}
+    assert rows["name"][:4] == ["name", "log-likelihood", "(nats)", "probability"]
+    for s in scores:
+        shown = "-" if s["probability"] is None else f"{s['probability']:.2g}"
+        assert rows[s["name"]][2] == shown, rows[s["name"]]
+
+
+@pytest.mark.parametrize("sort", ["likelihood", "loss"])
+def test_sort_orders_by_the_scores_and_puts_names_not_scored_last(trained, sort):
+    names = ["elizabeth", "zoë", "ava", "zyxw", "a", "emma", "ava"]
+    given = _scores(trained, *names, code=1)
+    scored = [s for s in given if s["loss"] is not None]
+    if sort == "likelihood":  # most likely first
+        expected = sorted(scored, key=lambda s: -s["log_likelihood"])
+    else:  # fewest nats per character first
+        expected = sorted(scored, key=lambda s: s["loss"])
+    expected += [s for s in given if s["loss"] is None]
+    assert _scores(trained, *names, "--sort", sort, code=1) == expected
+    assert expected != given  # the test would see a sort that did nothing
+    table = cli("score", *names, "--sort", sort, "-c", trained, code=1).stdout.splitlines()[1:]
+    assert [line.split()[0] for line in table] == [s["name"] for s in expected]

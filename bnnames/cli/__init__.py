@@ -15,6 +15,7 @@ from bnnames.cli.cache import cache
 from bnnames.cli.calibrate import calibrate
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
+from bnnames.cli.help import Command, Group
 from bnnames.cli.sample import sample
 from bnnames.cli.score import score
 from bnnames.cli.train import train
@@ -39,18 +40,22 @@ def _root(
 
 def make_app() -> typer.Typer:
     app = typer.Typer(
+        cls=Group,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    app.command()(train)
-    app.command()(calibrate)
-    app.command("eval")(evaluate)
-    app.command()(sample)
-    app.command()(score)
-    app.command()(diagnose)
-    app.command()(cache)
+    for name, verb in [
+        ("train", train),
+        ("calibrate", calibrate),
+        ("eval", evaluate),
+        ("sample", sample),
+        ("score", score),
+        ("diagnose", diagnose),
+        ("cache", cache),
+    ]:
+        app.command(name, cls=Command)(verb)
     return app
 
 

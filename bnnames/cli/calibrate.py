@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
-    CheckpointOpt,
+    CalibratedCheckpointOpt,
     DataOpt,
     DeviceOpt,
     WeightsOpt,
+    make_table,
     note,
     one_line_errors,
     stdout,
@@ -27,7 +27,7 @@ def calibrate(
     method: Annotated[
         Method, typer.Option(help="full: mean/var over the training split; paper: Algorithm 2's mini-batch averages.")
     ] = "full",
-    checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
+    checkpoint: CalibratedCheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
     weights: WeightsOpt = None,
@@ -46,7 +46,7 @@ def calibrate(
         f"calibrated {report.layers} BatchNorm layer(s) over {report.examples:,} training examples "
         f"(method {report.method}) -> {checkpoint}"
     )
-    table = Table("BatchNorm stats", "train loss", "val loss")
+    table = make_table("BatchNorm stats", "train loss", "val loss")
     for kind, losses in report.losses.items():
         table.add_row(kind, f"{losses['train']:.4f}", f"{losses['val']:.4f}")
     out.print(table)

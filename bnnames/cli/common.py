@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from bnnames.cli.signals import exit_code, terminate_as_interrupt
 from bnnames.config import Device, Stats, Weights
@@ -19,17 +20,20 @@ from bnnames.errors import BnnamesError
 
 CHECKPOINT_ENV = "BNNAMES_CHECKPOINT"
 DEFAULT_CHECKPOINT = "bnnames.safetensors"
+PLAIN_WIDTH = 1_000  # stdout's width in a pipe or a file: wide enough that no table row wraps
 
-CheckpointOpt = Annotated[
-    Path,
-    typer.Option(
-        "--checkpoint",
-        "-c",
-        envvar=CHECKPOINT_ENV,
-        help="Checkpoint file to read or write.",
-        dir_okay=True,
-        show_envvar=True,
-    ),
+
+def _checkpoint(help: str) -> Any:
+    """The -c/--checkpoint option (or $BNNAMES_CHECKPOINT); `help` says what the verb does with the file."""
+    return typer.Option("--checkpoint", "-c", envvar=CHECKPOINT_ENV, help=help, dir_okay=True, show_envvar=True)
+
+
+CheckpointOpt = Annotated[Path, _checkpoint("Checkpoint file to read.")]  # eval, sample, score, diagnose
+WrittenCheckpointOpt = Annotated[  # train
+    Path, _checkpoint("Checkpoint file to write (with --resume: to read, then continue).")
+]
+CalibratedCheckpointOpt = Annotated[  # calibrate
+    Path, _checkpoint("Checkpoint file to read, and to store the calibrated statistics in.")
 ]
 DeviceOpt = Annotated[
     Device,
@@ -95,7 +99,20 @@ def stderr() -> Console:
 
 
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """Rich on a terminal; in a pipe or a file, plain text (no colour) and lines never wrapped, so
+    that each table row stays one line for grep, cut or a spreadsheet."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = PLAIN_WIDTH
+    return console
+
+
+def make_table(*headers: str, title: str | None = None) -> Table:
+    """A table for stdout: boxed on a terminal; in a pipe or a file, columns aligned with spaces
+    and no box drawing."""
+    if stdout().is_terminal:
+        return Table(*headers, title=title)
+    return Table(*headers, title=title, box=None, pad_edge=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -16,6 +16,7 @@ from bnnames.cli.common import (
     DataOpt,
     DeviceOpt,
     fail,
+    make_table,
     note,
     one_line_errors,
     stdout,
@@ -73,7 +74,7 @@ def _plot_writer() -> Callable[[DiagnoseReport, Path], list[Path]]:
 
 def _layer_table(report: DiagnoseReport) -> Table:
     probe = report.latest
-    table = Table(title=f"tanh layers at step {probe.step:,} (loss {probe.loss:.4f} on one training batch)")
+    table = make_table(title=f"tanh layers at step {probe.step:,} (loss {probe.loss:.4f} on one training batch)")
     table.add_column("layer", no_wrap=True)
     for column in ("mean", "std", "saturated", "grad mean", "grad std"):
         table.add_column(column, justify="right")
@@ -86,7 +87,7 @@ def _layer_table(report: DiagnoseReport) -> Table:
 
 def _weight_table(report: DiagnoseReport) -> Table:
     probe = report.latest
-    table = Table(
+    table = make_table(
         title=f"weight matrices at lr {probe.lr:g}; update:data = log10(std(lr*grad) / std(weight)), healthy near -3"
     )
     table.add_column("weight", no_wrap=True, min_width=max(len(w.name) for w in probe.weights))

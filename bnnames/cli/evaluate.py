@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
@@ -16,6 +15,7 @@ from bnnames.cli.common import (
     DeviceOpt,
     StatsOpt,
     WeightsOpt,
+    make_table,
     note,
     one_line_errors,
     stdout,
@@ -56,7 +56,7 @@ def evaluate(
     if as_json:
         print(json.dumps(rows if split == "all" else rows[0]))
         return
-    table = Table("split", "loss (nats)", "bits/char", "perplexity", "examples", "BatchNorm stats")
+    table = make_table("split", "loss (nats)", "bits/char", "perplexity", "examples", "BatchNorm stats")
     for r in rows:
         table.add_row(
             r["split"],

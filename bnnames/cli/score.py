@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
@@ -19,10 +18,12 @@ from bnnames.cli.common import (
     StatsOpt,
     WeightsOpt,
     fail,
+    make_table,
     note,
     one_line_errors,
     stdout,
 )
+from bnnames.config import ScoreSort
 
 
 @one_line_errors
@@ -32,23 +33,31 @@ def score(
         list[str], typer.Argument(metavar="NAME", help="Names to score; - reads more from stdin, one a line.")
     ],
     stats: StatsOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects, in input order.")] = False,
+    sort: Annotated[
+        ScoreSort,
+        typer.Option(
+            help="Order of the rows: input (as given), likelihood (most likely name first: favours short names) "
+            "or loss (fewest nats per character first).",
+        ),
+    ] = "input",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of objects, one a name.")] = False,
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     data: DataOpt = None,
     device: DeviceOpt = "auto",
     weights: WeightsOpt = None,
 ) -> None:
-    """Score names: log-likelihood in nats, nats per character (the end counts as one), and
-    whether each is in the names file. Exit code 1 if a name has characters the model never saw."""
+    """Score names: log-likelihood in nats, probability, nats per character (the end counts as one),
+    and whether each is in the names file. Exit code 1 if a name has characters the model never saw."""
     from bnnames.score import score_checkpoint
 
-    report = score_checkpoint(checkpoint, _read_names(names), stats, data, device, weights)
+    report = score_checkpoint(checkpoint, _read_names(names), stats, data, device, weights, sort)
     if report.note:
-        note(report.note)
+        note(escape(report.note))
     rows = [
         {
             "name": s.name,
             "log_likelihood": s.log_likelihood,
+            "probability": s.probability,
             "loss": s.loss,
             "in_names_file": s.in_names_file,
             "split": s.split,
@@ -59,14 +68,15 @@ def score(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
-        table = Table("name", "log-likelihood (nats)", "nats/char", "in names file")
+        table = make_table("name", "log-likelihood (nats)", "probability", "nats/char", "in names file")
         for r in rows:
             scored = r["loss"] is not None
             table.add_row(
                 escape(r["name"]),
                 f"{r['log_likelihood']:.3f}" if scored else "-",
+                _probability(r["probability"]) if scored else "-",
                 f"{r['loss']:.4f}" if scored else escape(r["error"]),
-                r["split"] or "no",
+                "?" if r["in_names_file"] is None else r["split"] or "no",
             )
         stdout().print(table)
     failed = [s for s in report.scores if s.error]
@@ -74,6 +84,11 @@ def score(
         first = failed[0]
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise fail(escape(f"could not score {first.name!r}: {first.error}{more}; the other names were scored"))
+
+
+def _probability(p: float) -> str:
+    """Two significant digits: 0.25, 1.2e-05; exp() of a very long name's log-likelihood underflows."""
+    return f"{p:.2g}" if p > 0 else "<1e-308"
 
 
 def _read_names(args: list[str]) -> list[str]:

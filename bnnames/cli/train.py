@@ -10,8 +10,8 @@ import typer
 
 from bnnames.cli.common import (
     DEFAULT_CHECKPOINT,
-    CheckpointOpt,
     DeviceOpt,
+    WrittenCheckpointOpt,
     config_options,
     note,
     one_line_errors,
@@ -31,11 +31,15 @@ def train(
         Path | None,
         typer.Argument(help="Names file, one name a line.", show_default="data/names.txt, downloaded if missing"),
     ] = None,
-    checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
+    checkpoint: WrittenCheckpointOpt = Path(DEFAULT_CHECKPOINT),
     device: DeviceOpt = "auto",
     preset: Annotated[
         PresetName | None,
-        typer.Option(help="Starting settings; the options below override it.", show_default="default"),
+        typer.Option(
+            help="Starting settings: default, lecture, deep, wavenet or best (see docs/models.md); "
+            "the options below override them.",
+            show_default="default, or the checkpoint's with --resume",
+        ),
     ] = None,
     save_every: Annotated[int, typer.Option(help="Save a resumable checkpoint every N steps.")] = SAVE_EVERY,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint.")] = False,

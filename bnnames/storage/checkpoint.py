@@ -328,6 +328,19 @@ def dataset_for(ckpt: Checkpoint, data: Path | None) -> Dataset:
     return dataset_from_bytes(path, raw, ckpt.train_config.split_seed, ckpt.model_config.block_size, ckpt.vocab)
 
 
+def dataset_if_found(ckpt: Checkpoint, data: Path | None) -> tuple[Dataset | None, str | None]:
+    """The names file for a verb that can do without it (score's "in names file"), and the note to
+    show: (None, why) when the checkpoint's own file is gone, changed or unreadable. A file the
+    user named with `data` must be there (dataset_for's errors)."""
+    if data is None:
+        try:
+            return dataset_for(ckpt, None), None
+        except DataError as err:
+            return None, str(err)
+    dataset = dataset_for(ckpt, data)
+    return dataset, data_note(ckpt, dataset)
+
+
 def data_note(ckpt: Checkpoint, dataset: Dataset) -> str | None:
     """A warning to show when the user's --data is not the file the model was trained on."""
     if dataset.sha256 == ckpt.data_sha256:
