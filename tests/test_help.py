@@ -100,6 +100,7 @@ def test_help_has_no_angle_bracket_types_and_no_parenthesised_defaults(verb: str
     text = "\n".join(render_help(*([verb] if verb else []), width=200))
     assert not re.search(r"<(bool|int|float|str|path|list)", text), text
     assert "[default: (" not in text and "(default)" not in text, text
+    assert "[default: False]" not in text and "[default: True]" not in text, text  # a flag pair says off/on
 
 
 def test_a_flag_row_goes_straight_from_the_option_to_its_help() -> None:

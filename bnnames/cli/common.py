@@ -75,7 +75,7 @@ def config_options(*panels: tuple[type, str]) -> Callable[[F], F]:
             hints, defaults = get_type_hints(cls), cls()
             for f in dataclasses.fields(cls):
                 default = getattr(defaults, f.name)
-                shown = f"{default:.4g}" if isinstance(default, float) else str(default)
+                shown = _shown(default)
                 option = typer.Option(help=f.metadata["help"], show_default=shown, rich_help_panel=panel)
                 annotation = Annotated[hints[f.name] | None, option]  # None: not given, the preset decides
                 parameters.append(
@@ -92,6 +92,13 @@ def config_options(*panels: tuple[type, str]) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _shown(default: object) -> str:
+    """A knob's default as --help shows it: on/off for a flag pair, 4 significant digits for a float."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return f"{default:.4g}" if isinstance(default, float) else str(default)
 
 
 def stderr() -> Console:
