@@ -29,6 +29,7 @@ from bnnames.storage.checkpoint import Checkpoint, dataset_for, load_checkpoint,
 from bnnames.storage.lock import checkpoint_lock
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.training.engines import make_trainer, resolve_engine
+from bnnames.training.history import HistoryRecorder
 from bnnames.training.validation import Validator, preview
 
 DEFAULT_DATA = Path("data/names.txt")
@@ -130,6 +131,7 @@ def _train(
     generator = torch.Generator().set_state(ckpt.generator_state)
     trainer = make_trainer(model, trainer_config(config, ckpt.curve), device, progress.note)
     validator = Validator(every, dataset.stream("val").to(device), ckpt.curve, ckpt.best_model)
+    history = HistoryRecorder(ckpt.history, config.steps, dataset.stream("val").to(device))
     saved = ckpt.step if request.resume else None  # the step the file on disk holds for this run
     ceiling = loss_ceiling(dataset.vocab.size)
     progress = _with_tensorboard(progress, request.tensorboard)
@@ -137,6 +139,7 @@ def _train(
     def on_report(step: int, loss: float, lr: float) -> None:
         check_loss(loss, ceiling, step, lr)
         validator.reported(step, loss)
+        history.reported(step, loss)
         progress.update(step, loss, lr)
 
     recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
@@ -148,6 +151,7 @@ def _train(
         try:
             if step < config.steps:
                 stops = [_segment_end(step, config.steps, request.save_every), _next_multiple(step, every)]
+                stops += [history.next_stop(step)]
                 stops += [recorder.next_stop(step)] if recorder is not None else []
                 stops += [_next_multiple(step, request.sample_every)] if request.sample_every else []
                 step = trainer(train, None, generator, step, min(stops), on_report, should_stop=should_stop)
@@ -159,11 +163,18 @@ def _train(
                 model.load_state_dict(validator.best.state_dict())  # in place: the trainers keep their tensors
                 trainer = make_trainer(model, trainer_config(config, validator.curve), device, progress.note)
             progress.evaluated(validator.curve.points[-1], validator.curve.best)
+        history.record(model, step, validator.curve)  # after the evaluation: its val loss is reused
         if request.sample_every and step % request.sample_every == 0 and step > first:
             progress.samples(step, preview(model, dataset, step, device))
         curve = validator.curve
         ckpt = dataclasses.replace(
-            ckpt, model=model, step=step, generator_state=generator.get_state(), curve=curve, best_model=validator.best
+            ckpt,
+            model=model,
+            step=step,
+            generator_state=generator.get_state(),
+            curve=curve,
+            best_model=validator.best,
+            history=history.state(),
         )
         if recorder is not None:
             recorder.record(model, step, run_lr(config, curve, step))  # the plateau's lr too
