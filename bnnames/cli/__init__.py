@@ -13,6 +13,7 @@ import typer
 from bnnames import __version__
 from bnnames.cli.cache import cache
 from bnnames.cli.calibrate import calibrate
+from bnnames.cli.compare import compare
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
 from bnnames.cli.sample import sample
@@ -50,6 +51,7 @@ def make_app() -> typer.Typer:
     app.command()(sample)
     app.command()(score)
     app.command()(diagnose)
+    app.command()(compare)
     app.command()(cache)
     return app
 
