@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,12 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from bnnames.config import Split, SplitChoice, check_choice, choices
+from bnnames.data import Dataset
 from bnnames.errors import CheckpointError
 from bnnames.examples import Source, as_examples
 from bnnames.inference import count_rows, distinct_contexts, folded
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
+from bnnames.storage.checkpoint import Checkpoint, data_note, dataset_for, load_checkpoint, model_in_use
 
 CHUNK = 1 << 15  # contexts per forward pass: bounds memory (~70 MB for the wavenet), and the larger
 # a pass, the more of its positions share rows in the folded network (bnnames.inference.Folded)
@@ -82,15 +84,29 @@ def evaluate_checkpoint(
     None the best ones when kept (see choose_weights)."""
     check_choice("split", split, SplitChoice)
     ckpt = load_checkpoint(path)
-    model, kind = model_in_use(ckpt, weights, stats)
     dataset = dataset_for(ckpt, data)
-    target = resolve_device(device)
+    splits = choices(Split) if split == "all" else (split,)
+    losses = checkpoint_losses(ckpt, dataset, splits, stats, resolve_device(device), weights, path)
+    return EvalReport(losses, data_note(ckpt, dataset))
+
+
+def checkpoint_losses(
+    ckpt: Checkpoint,
+    dataset: Dataset,
+    splits: Sequence[str],
+    stats: str | None,
+    target: torch.device,
+    weights: str | None = None,
+    path: Path | None = None,
+) -> list[SplitLoss]:
+    """The loss of a loaded checkpoint on each split: what `eval` prints, for `compare` too."""
+    model, kind = model_in_use(ckpt, weights, stats)
     model = model.to(target)
     losses = []
-    for name in choices(Split) if split == "all" else (split,):
+    for name in splits:
         examples = dataset.stream(name).to(target)
         loss = split_loss(model, examples)
         if not math.isfinite(loss):
             raise CheckpointError(f"the {name} loss of {path} is {loss}: its weights are corrupt or diverged")
         losses.append(SplitLoss(name, loss, len(examples), kind))
-    return EvalReport(losses, data_note(ckpt, dataset))
+    return losses

@@ -25,9 +25,9 @@ from bnnames.storage.checkpoint import Checkpoint, load_checkpoint
 TINY = ("--n-hidden", "8", "--n-embd", "3", "--steps", "200", "--save-every", "100")
 
 
-def cli(*args: object, code: int = 0, input: str | None = None):
-    """Run `bnnames ARGS` in-process (with `input` on stdin) and check its exit code."""
-    result = CliRunner().invoke(make_app(), [str(a) for a in args], input=input)
+def cli(*args: object, code: int = 0, input: str | None = None, env: dict[str, str] | None = None):
+    """Run `bnnames ARGS` in-process (with `input` on stdin, `env` added) and check its exit code."""
+    result = CliRunner().invoke(make_app(), [str(a) for a in args], input=input, env=env)
     assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
     return result
 

@@ -8,8 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bnnames.config import preset
-from bnnames.diagnostics.probe import SATURATION, probe
+from bnnames.config import ModelConfig, preset
+from bnnames.diagnostics.probe import DEAD, SATURATION, probe
 from bnnames.diagnostics.recording import Recording, load_recording, save_recording, sidecar_path
 from bnnames.model import Tanh, create_model
 
@@ -49,6 +49,25 @@ def test_probe_equals_the_lectures_retain_grad_computation():
         assert math.isclose(stats.grad_to_data, (p.grad.std() / p.std()).item(), rel_tol=1e-5)
         expected = ((0.1 * p.grad).std() / p.data.std()).log10().item()  # the lecture's `ud`
         assert math.isclose(stats.update_to_data, expected, abs_tol=1e-5)
+
+
+def test_dead_units_are_the_lectures_all_white_columns():
+    """makemore part 3's `plt.imshow(h.abs() > 0.99)`: a unit saturated on every example is dead."""
+    config = ModelConfig(norm="none", gain=3.0, n_hidden=60, n_layers=2)  # too large a gain: saturated
+    model = create_model(config, 27, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        next(m for m in model.layers if hasattr(m, "bias")).bias[:7] = 50.0  # 7 units of layer 1 stuck at +1
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randint(0, 27, (32, 3), generator=g), torch.randint(0, 27, (32,), generator=g)
+    result = probe(model, x, y, step=0, lr=0.1)
+    outs, h = [], x
+    for layer in model.layers:
+        h = layer(h)
+        if isinstance(layer, Tanh):
+            outs.append(h.detach())
+    expected = [int((t.abs() > DEAD).all(dim=0).sum()) for t in outs]  # (B, 60) -> columns all white
+    assert [s.dead for s in result.layers] == expected and sum(expected) > 0
+    assert [s.units for s in result.layers] == [60, 60]
 
 
 def test_probe_leaves_parameters_gradients_buffers_and_mode_untouched():

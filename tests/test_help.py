@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bnnames.cli import make_app
 
-VERBS = ["train", "calibrate", "eval", "sample", "score", "diagnose", "cache"]
+VERBS = ["train", "calibrate", "eval", "sample", "score", "diagnose", "compare", "cache"]
 WIDTHS = [80, 120]
 
 
@@ -116,7 +116,7 @@ def test_a_flag_row_goes_straight_from_the_option_to_its_help() -> None:
 def test_checkpoint_help_says_what_each_verb_does_with_the_file() -> None:
     """Read-only verbs read it; train writes it (and reads it on --resume); calibrate reads and stores into it."""
     helps = {verb: p.help for verb, _, p in verb_params() if p.name == "checkpoint"}
-    assert set(helps) == set(VERBS) - {"cache"}
+    assert set(helps) == set(VERBS) - {"cache", "compare"}  # compare takes checkpoints as arguments
     for verb in ("eval", "sample", "score", "diagnose"):
         assert "to read" in helps[verb] and "write" not in helps[verb] and "store" not in helps[verb], verb
     assert "to write" in helps["train"] and "--resume" in helps["train"]

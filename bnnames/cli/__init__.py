@@ -13,6 +13,7 @@ import typer
 from bnnames import __version__
 from bnnames.cli.cache import cache
 from bnnames.cli.calibrate import calibrate
+from bnnames.cli.compare import compare
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
 from bnnames.cli.help import Command, Group
@@ -53,6 +54,7 @@ def make_app() -> typer.Typer:
         ("sample", sample),
         ("score", score),
         ("diagnose", diagnose),
+        ("compare", compare),
         ("cache", cache),
     ]:
         app.command(name, cls=Command)(verb)

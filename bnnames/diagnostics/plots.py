@@ -36,16 +36,18 @@ def _write_all(report: DiagnoseReport, out: Path) -> list[Path]:
     if len(probes) == 2 and probes[0].step == probes[1].step:
         probes = probes[1:]
     written = [
-        _save(_histograms(probes, "activations", "activation distribution (tanh outputs)"), out / "activations.png"),
-        _save(_histograms(probes, "gradients", "gradient distribution (dloss/d tanh output)"), out / "gradients.png"),
-        _save(_histograms(probes, "weights", "weight gradient distribution"), out / "weight_gradients.png"),
+        save_png(_histograms(probes, "activations", "activation distribution (tanh outputs)"), out / "activations.png"),
+        save_png(
+            _histograms(probes, "gradients", "gradient distribution (dloss/d tanh output)"), out / "gradients.png"
+        ),
+        save_png(_histograms(probes, "weights", "weight gradient distribution"), out / "weight_gradients.png"),
     ]
     recording = report.recording
     if recording is not None and len(recording.steps) > 1:
-        written.append(_save(_over_training(report, "update"), out / "update_ratio.png"))
-        written.append(_save(_over_training(report, "saturation"), out / "saturation.png"))
+        written.append(save_png(_over_training(report, "update"), out / "update_ratio.png"))
+        written.append(save_png(_over_training(report, "saturation"), out / "saturation.png"))
     if len(report.curve.points) > 1:
-        written.append(_save(_loss_curve(report), out / "loss_curve.png"))
+        written.append(save_png(_loss_curve(report), out / "loss_curve.png"))
     return written
 
 
@@ -87,7 +89,7 @@ def _histograms(probes: list[Probe], kind: str, title: str) -> Figure:
     axes = fig.subplots(1, len(probes), squeeze=False)[0]
     for ax, probe in zip(axes, probes):
         for label, hist in _curves(probe, kind):
-            xs, ys = _density(hist)
+            xs, ys = density(hist)
             ax.plot(xs, ys, label=label, linewidth=1.2)
         ax.set_title(f"{title}, step {probe.step:,}", fontsize=10)
         ax.legend(fontsize=7, loc="upper right")
@@ -110,7 +112,7 @@ def _curves(probe: Probe, kind: str) -> list[tuple[str, Histogram]]:
     ]
 
 
-def _density(hist: Histogram) -> tuple[list[float], list[float]]:
+def density(hist: Histogram) -> tuple[list[float], list[float]]:
     """Bin centres and probability density, as torch.histogram(density=True) in the lecture."""
     width = (hist.high - hist.low) / len(hist.counts)
     total = sum(hist.counts) or 1.0
@@ -151,7 +153,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1e}"
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
     """Render on Agg, reduce to a 256-colour palette (a few times smaller), write atomically."""
     canvas = FigureCanvasAgg(fig)
     canvas.draw()

@@ -2,7 +2,8 @@
 
 makemore part 3 looks at four things to tell a healthy deep network from a sick one:
 - each tanh layer's output: mean, std and saturation (the share of |t| > 0.97, where tanh is flat
-  and passes almost no gradient), and its histogram;
+  and passes almost no gradient), its histogram, and its dead units (|t| > 0.99 on every example of
+  the batch: the lecture's all-white column, a unit that never learns);
 - the gradient of the loss with respect to each tanh output: mean, std, histogram;
 - each weight matrix's gradient, and its grad:data ratio std(grad) / std(weight);
 - the update:data ratio log10(std(lr * grad) / std(weight)), about -3 when learning is healthy.
@@ -25,6 +26,7 @@ from bnnames.examples import Source
 from bnnames.model import NamesModel
 
 SATURATION = 0.97  # |tanh| above this counts as saturated (the lecture's threshold)
+DEAD = 0.99  # a unit with |tanh| above this on every example of the probe batch is dead (the lecture's)
 BINS = 40  # histogram bins: a probe batch gives 32 x 100 values per layer, enough for 40
 
 
@@ -47,6 +49,8 @@ class LayerStats:
     grad_std: float
     hist: Histogram  # of t, over [-1, 1]
     grad_hist: Histogram  # of dloss/dt, over [-max|g|, max|g|]
+    dead: int | None = None  # units with |t| > DEAD on the whole batch (None: recorded before it was kept)
+    units: int | None = None  # the layer's width
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ def _layer_stats(name: str, t: torch.Tensor, g: torch.Tensor) -> LayerStats:
         grad_std=g.std().item(),
         hist=histogram(t, -1.0, 1.0),
         grad_hist=histogram(g),
+        dead=int((t.abs() > DEAD).reshape(-1, t.shape[-1]).all(0).sum()),  # (B or B x T', units) -> units
+        units=t.shape[-1],
     )
 
 

@@ -150,7 +150,14 @@ def _probe(data: Any) -> Probe | None:
     if data is None:
         return None
     layers = [
-        LayerStats(str(d["name"]), *(float(d[f]) for f in LAYER_FIELDS), _hist(d["hist"]), _hist(d["grad_hist"]))
+        LayerStats(
+            str(d["name"]),
+            *(float(d[f]) for f in LAYER_FIELDS),
+            _hist(d["hist"]),
+            _hist(d["grad_hist"]),
+            _count(d.get("dead")),
+            _count(d.get("units")),
+        )
         for d in data["layers"]
     ]
     weights = [
@@ -170,6 +177,10 @@ def _probe(data: Any) -> Probe | None:
 
 def _optional(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _hist(data: Any) -> Histogram:

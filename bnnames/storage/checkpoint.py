@@ -6,8 +6,9 @@ running_mean / running_var / num_batches_tracked, and calibrated_* when calibrat
 Since format version 2 the weights and buffers of the evaluation with the best val loss sit
 beside them under the `best.` prefix, and the `curve` metadata holds the run's evaluations
 (bnnames.schedule): its best point names their step and val loss. Version 1 files (no curve,
-no best weights) still load. Metadata (string -> string, JSON where structured) rebuilds
-everything else. Loading lives in `load_checkpoint` alone: it checks the header before
+no best weights) still load. The optional `history` metadata (bnnames.history) holds the loss at
+log-spaced steps; files written before it load with `history` None. Metadata (string -> string,
+JSON where structured) rebuilds everything else. Loading lives in `load_checkpoint` alone: it checks the header before
 reading tensors and never unpickles.
 """
 
@@ -32,6 +33,7 @@ from bnnames import __version__
 from bnnames.config import ModelConfig, Stats, TrainConfig, Weights, check_choice, from_json_dict, to_json_dict
 from bnnames.data import Dataset, Vocab, dataset_from_bytes, read_file_bytes
 from bnnames.errors import BnnamesError, CheckpointError, ConfigError, DataError
+from bnnames.history import History, history_from_json, history_to_json
 from bnnames.model import BatchNorm, NamesModel, build_model
 from bnnames.schedule import Curve, curve_from_json, curve_to_json
 from bnnames.storage.files import atomic_write_bytes
@@ -78,6 +80,7 @@ class Checkpoint:
     calibration: dict[str, Any] = field(default_factory=dict)  # how calibrated stats were made
     curve: Curve = field(default_factory=Curve)  # the evaluations so far and the schedule's state
     best_model: NamesModel | None = None  # the weights at curve.best (None before the first evaluation)
+    history: History | None = None  # the loss at log-spaced steps (None: written before bnnames kept it)
 
     @property
     def complete(self) -> bool:
@@ -143,6 +146,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "calibration": json.dumps(ckpt.calibration),
         "curve": json.dumps(curve_to_json(ckpt.curve)),
     }
+    if ckpt.history is not None:
+        metadata["history"] = json.dumps(history_to_json(ckpt.history))
     try:
         atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
     except OSError as err:
@@ -214,6 +219,7 @@ def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
         losses = json.loads(meta["losses"])
         calibration = json.loads(meta["calibration"])
         curve = {} if version_1 else json.loads(meta["curve"])
+        history = json.loads(meta["history"]) if "history" in meta else None
         step = int(meta["step"])
         split_seed = int(meta["split_seed"])
     except (ValueError, TypeError, RecursionError):
@@ -244,6 +250,7 @@ def _parse_metadata(meta: dict[str, str]) -> dict[str, Any]:
         "losses": losses,
         "calibration": calibration,
         "curve": Curve() if version_1 else curve_from_json(curve, step),
+        "history": None if history is None else history_from_json(history, step),
     }
 
 

@@ -32,6 +32,7 @@ from bnnames.storage.lock import checkpoint_lock
 from bnnames.training import hooks
 from bnnames.training.divergence import check_finite, check_loss, kept_message, loss_ceiling, with_kept
 from bnnames.training.engines import make_trainer, resolve_engine
+from bnnames.training.history import HistoryRecorder
 from bnnames.training.hooks import Progress, Run
 from bnnames.training.validation import Validator
 
@@ -129,7 +130,7 @@ def _train(
     recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
     run = Run(request.checkpoint, ckpt, model, generator, validator, recorder, progress, ckpt.step, ckpt.step)
     run.saved = ckpt.step if request.resume else None
-    between = _hooks(request, validator, recorder, dataset, device)
+    between = _hooks(request, ckpt, validator, recorder, dataset, device)
     ceiling = loss_ceiling(dataset.vocab.size)
 
     def on_report(step: int, loss: float, lr: float) -> None:
@@ -170,11 +171,17 @@ def _train(
 
 
 def _hooks(
-    request: TrainRequest, validator: Validator, recorder: Recorder | None, dataset: Dataset, device: torch.device
+    request: TrainRequest,
+    ckpt: Checkpoint,
+    validator: Validator,
+    recorder: Recorder | None,
+    dataset: Dataset,
+    device: torch.device,
 ) -> list[hooks.Hook]:
     """What the run does between segments, in the order it does it: validation first (the
     others see its decision and best weights), saving last (it saves what the others left)."""
-    between: list[hooks.Hook] = [hooks.Validation(validator)]
+    history, total = ckpt.history, ckpt.train_config.steps
+    between: list[hooks.Hook] = [hooks.Validation(validator), HistoryRecorder(history, total, validator)]
     if request.sample_every:
         between.append(hooks.Preview(request.sample_every, dataset, device))
     if recorder is not None:
