@@ -21,8 +21,10 @@ from typing import Literal
 
 import torch
 
+from bnnames.config import SampleConfig
 from bnnames.constraints import Automaton
-from bnnames.data import BOUNDARY
+from bnnames.data import BOUNDARY, Vocab
+from bnnames.errors import ConfigError
 
 EXACT_MAX_BYTES = 1 << 29  # the tables W (max_length + 1, contexts, states + 1) float64, at most 512 MiB
 MAX_CHUNK = 1 << 22  # elements of one block of the max-product's (contexts, vocab, states) products
@@ -124,3 +126,33 @@ def draw(
         state = torch.where(done, state, automaton.step[state, nxt])
         key = (key % keep) * vocab + nxt
     return out
+
+
+def check_enough(
+    probs: torch.Tensor, automaton: Automaton, config: SampleConfig, start: Start, known: frozenset[str], vocab: Vocab
+) -> None:
+    """With --unique, --novel or --ranked, refuse at once a count above the names there are: the
+    recursion with P > 0 in place of P counts the names of nonzero probability."""
+    if table_bytes(len(probs), automaton, config.max_length) > EXACT_MAX_BYTES:
+        return
+    exist = backward((probs > 0).double(), automaton, config.min_length, config.max_length).at(start)
+    chars = set(vocab.chars)
+    taken = sum(
+        1
+        for name in known
+        if config.min_length <= len(name) <= config.max_length
+        and name.startswith(config.prefix)
+        and set(name) <= chars
+        and automaton.accepts(vocab.encode(name))
+    )
+    if exist - taken < config.count:
+        where = f" ({taken:,} more are in the names file)" if known else ""
+        raise ConfigError(
+            f"there are only {max(exist - taken, 0):,.0f} different names of {config.min_length} to "
+            f"{config.max_length} characters{spelt(automaton)}{where}: ask for at most that many with -n"
+        )
+
+
+def spelt(automaton: Automaton) -> str:
+    """' with --suffix 'a' ...' for messages, or nothing without a constraint."""
+    return "" if automaton.trivial else f" with {automaton.described}"

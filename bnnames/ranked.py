@@ -40,7 +40,14 @@ class _Model:
     (table models, h exact) or the tuple of the last block_size ids (h = 0)."""
 
     def __init__(
-        self, model: NamesModel, vocab: Vocab, block_size: int, config: SampleConfig, automaton: Automaton, device
+        self,
+        model: NamesModel,
+        vocab: Vocab,
+        block_size: int,
+        config: SampleConfig,
+        automaton: Automaton,
+        keep: Filter,
+        device: torch.device,
     ) -> None:
         self.predictor = make_predictor(model, vocab.size, block_size, config, device)
         self.block_size, self.vocab_size, self.best = block_size, vocab.size, None
@@ -49,6 +56,8 @@ class _Model:
             self.table = probs.log()  # (contexts, V)
             best = conditional.backward(probs, automaton, config.min_length, config.max_length, "max")
             self.best = best.layers.log()  # (max_length + 1, contexts, states + 1)
+            start = conditional.Start(self.predictor.key([BOUNDARY] * block_size), automaton.start, 0)
+            conditional.check_enough(probs, automaton, config, start, keep.known, vocab)
         self.start = self.predictor.key([BOUNDARY] * block_size) if self.best is not None else (BOUNDARY,) * block_size
 
     def after(self, context, x: int):  # type: ignore[no-untyped-def]
@@ -82,7 +91,7 @@ def ranked_batches(
 ) -> Iterator[list[str]]:
     """The config.count likeliest names that satisfy `automaton`, the lengths and `keep`, best first."""
     with torch.inference_mode(), num_threads(THREADS):
-        net = _Model(model, vocab, block_size, config, automaton, device)
+        net = _Model(model, vocab, block_size, config, automaton, keep, device)
         h0 = float(net.h(0, [net.start], torch.tensor([automaton.start]))[0])
     tie = itertools.count()
     # (-(g + h), tie, complete, ids, automaton state, context, g)
@@ -111,8 +120,8 @@ def ranked_batches(
             )
     if left:
         raise ConfigError(
-            f"only {config.count - left} names satisfy {automaton.described} (names of {config.min_length} to "
-            f"{config.max_length} characters, not excluded): ask for at most that many with -n"
+            f"there are only {config.count - left} names of {config.min_length} to {config.max_length} "
+            f"characters{conditional.spelt(automaton)} that pass --novel and --min-distance: ask for at most that many"
         )
 
 

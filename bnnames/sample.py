@@ -93,9 +93,8 @@ def _drawn(
         draw, exact = _drawer(predictor, vocab, block_size, config, automaton, keep, generator)
     rejection = config.constrained and not exact
     rows = config.batch if rejection else min(config.batch, 2 * config.count)
-    batches = 100 + 10 * math.ceil(config.count / rows)  # gives up on a hopeless --novel
-    if rejection:
-        batches = max(batches, math.ceil(config.max_draws / rows))
+    # gives up on a hopeless --novel; rejection sampling, after --max-draws rows
+    batches = math.ceil(config.max_draws / rows) if rejection else 100 + 10 * math.ceil(config.count / rows)
     left = config.count
     for drawn in range(1, batches + 1):  # noqa: B007 (the message reads it)
         with torch.inference_mode(), num_threads(THREADS):  # each batch alike, however it is consumed
@@ -163,10 +162,9 @@ class _Exact:
         self.table = conditional.backward(self.probs, automaton, config.min_length, config.max_length)
         total = self.table.at(start)
         if not total > TINY_PROBABILITY:
-            what = automaton.described if config.constrained or config.prefix else "names"
             raise ConfigError(
-                f"this model gives {what} of {config.min_length} to {config.max_length} characters "
-                f"probability {total:.3g}: it can draw no such name; relax the constraints"
+                f"names of {config.min_length} to {config.max_length} characters{conditional.spelt(automaton)} "
+                f"have probability {total:.3g} under this model: it can draw none; relax the constraints"
                 + (" or --top-k/--top-p" if config.top_k or config.top_p else "")
             )
 
@@ -178,25 +176,7 @@ class _Exact:
         return draw
 
     def check_enough(self, keep: Filter, vocab: Vocab) -> None:
-        """With --unique or --novel, refuse at once a count above the names there are (those of
-        nonzero probability: P > 0 in place of P counts them)."""
-        config, automaton = self.config, self.automaton
-        possible = (self.probs > 0).double()
-        exist = conditional.backward(possible, automaton, config.min_length, config.max_length).at(self.start)
-        known = sum(
-            1
-            for name in keep.known
-            if config.min_length <= len(name) <= config.max_length
-            and name.startswith(config.prefix)
-            and set(name) <= set(vocab.chars)
-            and automaton.accepts(vocab.encode(name))
-        )
-        if exist - known < config.count:
-            where = f" ({known:,} of them in the names file)" if keep.known else ""
-            raise ConfigError(
-                f"only {max(exist - known, 0):,.0f} different names satisfy {automaton.described} (names of "
-                f"{config.min_length} to {config.max_length} characters){where}: ask for at most that many with -n"
-            )
+        conditional.check_enough(self.probs, self.automaton, self.config, self.start, keep.known, vocab)
 
 
 class _Rule:

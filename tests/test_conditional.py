@@ -29,6 +29,7 @@ CONSTRAINED = [
     SampleConfig(match="(ab|c)+a?", min_length=3, max_length=LONGEST, temperature=0.7),
     SampleConfig(prefix="c", without=("cc",), max_length=5, top_k=2),
     SampleConfig(contains=("ba",), min_length=2, max_length=LONGEST, top_p=0.8),
+    SampleConfig(max_length=3),  # no constraint but the length: rows too long are drawn again, never cut
 ]
 
 
@@ -80,7 +81,7 @@ def _chi_square_bound(observed: Counter, expected: dict[str, float], draws: int)
     return stat, df + 7 * math.sqrt(2 * df)
 
 
-@pytest.mark.parametrize("config", CONSTRAINED, ids=["suffix", "match", "prefix", "topp"])
+@pytest.mark.parametrize("config", CONSTRAINED, ids=["suffix", "match", "prefix", "topp", "max-length"])
 @pytest.mark.parametrize("method", ["exact", "rejection"])
 def test_constrained_draws_follow_the_brute_force_conditional_distribution(config, method, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     model = _tiny()
