@@ -63,7 +63,7 @@ def test_top_k_one_is_greedy_decoding() -> None:
             ids = _sample_batch(predictor, [0, 0, 0], 50, 10, torch.Generator())
             assert [VOCAB.decode([i for i in row if i]) for row in ids.tolist()] == [greedy] * 50
     # --max-length conditions, it never cuts: a name that cannot end within 10 characters is no name
-    with pytest.raises(ConfigError, match="probability 0: it can draw no such name"):
+    with pytest.raises(ConfigError, match="names of 1 to 10 characters have probability 0 under this model"):
         sample_names(model, VOCAB, 3, config, torch.Generator())
 
 
