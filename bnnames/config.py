@@ -173,13 +173,32 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
+    """Which names `bnnames sample` draws (see docs/sampling.md): a draw follows the model's
+    distribution after temperature, top-k and top-p, conditioned on every constraint below."""
+
     count: int = 20  # how many names to print
     seed: int | None = None  # same seed, same names; None draws a fresh seed
     temperature: float = 1.0  # < 1 sharper and more common names, > 1 wilder ones
     top_k: int | None = None  # sample only among the k likeliest next characters
+    top_p: float | None = None  # then only among the likeliest characters whose probability reaches p
     prefix: str = ""  # every name starts with these characters
-    max_length: int = 30  # a name that reaches this length is cut there
+    suffix: str = ""  # every name ends with these characters
+    contains: tuple[str, ...] = ()  # every name contains each of these
+    without: tuple[str, ...] = ()  # no name contains any of these
+    match: str | None = None  # every whole name matches this regex (re.fullmatch)
+    min_length: int = 1  # shortest name, in characters
+    max_length: int = 30  # longest name: a longer one is never drawn (conditioned on, never cut)
+    unique: bool = False  # no name twice in the output
+    min_distance: int = 0  # with --novel: at least this many edits (Levenshtein) from every known name
+    like: str | None = None  # output sorted by Levenshtein distance to this word
+    ranked: bool = False  # the count most likely names (temperature 1), most likely first, instead of draws
+    max_draws: int = 10_000_000  # names drawn by rejection sampling (models too large for the exact one)
     batch: int = 8192  # names advanced together (one step costs little more for 8192 rows than for 1)
+
+    @property
+    def constrained(self) -> bool:
+        """Constraints beyond a prefix and the longest length (the plain sampler's own)."""
+        return bool(self.suffix or self.contains or self.without or self.match is not None or self.min_length > 1)
 
     def __post_init__(self) -> None:
         _check_range("count", self.count, 1, 10**8)
@@ -187,10 +206,32 @@ class SampleConfig:
             raise ConfigError(f"--temperature must be a positive number (got {self.temperature})")
         if self.top_k is not None:
             _check_range("top_k", self.top_k, 1, 1 << 20)
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be above 0 and at most 1 (got {self.top_p}): it is a probability")
         _check_range("max_length", self.max_length, 1, 10_000)
+        _check_range("min_length", self.min_length, 1, 10_000)
+        if self.min_length > self.max_length:
+            raise ConfigError(
+                f"--min-length {self.min_length} is above --max-length {self.max_length}: no name can be both"
+            )
         if len(self.prefix) >= self.max_length:
             raise ConfigError(f"--prefix {self.prefix!r} leaves no room under --max-length {self.max_length}")
+        for name, texts in (("suffix", [self.suffix]), ("contains", self.contains)):
+            for text in texts:
+                if len(text) > self.max_length:
+                    raise ConfigError(f"{flag(name)} {text!r} is longer than --max-length {self.max_length}")
+        if "" in self.contains or "" in self.without:
+            raise ConfigError("--contains and --without need some text (got an empty one)")
+        if self.like is not None and not self.like:
+            raise ConfigError("--like needs a word to compare the names with")
+        _check_range("min_distance", self.min_distance, 0, 256)
+        _check_range("max_draws", self.max_draws, 1, 10**10)
         _check_range("batch", self.batch, 1, 1 << 20)
+        if self.ranked and (self.temperature != 1.0 or self.top_k is not None or self.top_p is not None):
+            raise ConfigError(
+                "--ranked lists the model's own most likely names (temperature 1, every character): "
+                "drop --temperature, --top-k and --top-p"
+            )
 
 
 def preset(name: str) -> tuple[ModelConfig, TrainConfig]:

@@ -1,27 +1,40 @@
-"""Draw new names from a trained model, many at once, in eval mode."""
+"""Draw new names from a trained model, many at once, in eval mode, conditioned on the constraints.
+
+Three ways to draw, one distribution (the model's after temperature, top-k and top-p, conditioned
+on every constraint; see docs/sampling.md):
+- no constraint beyond --prefix and --max-length: rows drawn from the prefix on; a row that reaches
+  --max-length without its end is drawn again, never cut;
+- constraints, and a model whose contexts fit a table: the exact conditional sampler
+  (`bnnames.conditional`), every row a name that satisfies them;
+- constraints, and a larger model (the wavenet): rejection sampling, a row abandoned the moment
+  no name can come of it, at most --max-draws rows.
+"""
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from bnnames import conditional
 from bnnames.config import SampleConfig
+from bnnames.constraints import DEAD, Automaton, compile_constraints
 from bnnames.data import BOUNDARY, Vocab
-from bnnames.errors import CheckpointError, ConfigError
-from bnnames.inference import folded
+from bnnames.errors import ConfigError
 from bnnames.model import NamesModel
+from bnnames.novelty import Filter, by_likeness
+from bnnames.predict import Predictor, TablePredictor, make_predictor
+from bnnames.ranked import ranked_batches
 from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.score import score_names
 from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
-from bnnames.storage.header import short
 
-TABLE_MAX_CONTEXTS = 1 << 16  # up to this many possible contexts (vocab ** block_size), keep a table
-
-NON_FINITE = "this model gives non-finite probabilities: its weights are corrupt or diverged (see `bnnames eval`)"
+EXACT_MAX_BYTES = conditional.EXACT_MAX_BYTES
+TINY_PROBABILITY = 1e-300  # a constraint set the model gives less than this is refused as impossible
 
 
 def sample_names(
@@ -34,7 +47,7 @@ def sample_names(
     device: torch.device | None = None,  # None: where the model's parameters are
 ) -> list[str]:
     """`config.count` names, never empty and never in `exclude`, in the order they were drawn."""
-    batches = draw_batches(model, vocab, block_size, config, generator, exclude, device)
+    batches = draw_batches(model, vocab, block_size, config, generator, Filter(config, exclude), device)
     return [name for batch in batches for name in batch]
 
 
@@ -44,46 +57,158 @@ def draw_batches(
     block_size: int,
     config: SampleConfig,
     generator: torch.Generator,
-    exclude: frozenset[str] = frozenset(),
+    keep: Filter | frozenset[str] = frozenset(),
     device: torch.device | None = None,  # None: where the model's parameters are
 ) -> Iterator[list[str]]:
     """The names of `sample_names`, batch by batch as they are drawn: a caller can write each
-    batch out before the next is drawn, so memory holds one batch whatever the count.
+    batch out before the next is drawn, so memory holds one batch whatever the count (with --like,
+    which sorts them, one batch of all).
 
-    Rows advance together one character per step; a row is done when it draws the boundary
-    token or reaches max_length. Empty or excluded names are drawn again in the next batch.
+    Rows advance together one character per step. Names that `keep` refuses (known, repeated, too
+    near a known one) are drawn again in the next batch.
     """
     model.eval()
     device = device or next(model.parameters()).device
-    prefix_ids = vocab.encode(config.prefix)
-    context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
+    keep = keep if isinstance(keep, Filter) else Filter(config, keep)
+    automaton = compile_constraints(config, vocab)
+    if config.ranked:
+        batches = ranked_batches(model, vocab, block_size, config, automaton, keep, device)
+    else:
+        batches = _drawn(model, vocab, block_size, config, automaton, generator, keep, device)
+    yield from by_likeness(batches, config.like) if config.like else batches
+
+
+def _drawn(
+    model: NamesModel,
+    vocab: Vocab,
+    block_size: int,
+    config: SampleConfig,
+    automaton: Automaton,
+    generator: torch.Generator,
+    keep: Filter,
+    device: torch.device,
+) -> Iterator[list[str]]:
     with torch.inference_mode(), num_threads(THREADS):  # the fold, as the draws: one thread count
-        predictor = _predictor(model, vocab.size, block_size, config, device)
-    rows = min(config.batch, 2 * config.count)
+        predictor = make_predictor(model, vocab.size, block_size, config, device)
+        draw, exact = _drawer(predictor, vocab, block_size, config, automaton, keep, generator)
+    rejection = config.constrained and not exact
+    rows = config.batch if rejection else min(config.batch, 2 * config.count)
+    # gives up on a hopeless --novel; rejection sampling, after --max-draws rows
+    batches = math.ceil(config.max_draws / rows) if rejection else 100 + 10 * math.ceil(config.count / rows)
     left = config.count
-    for _ in range(100 + 10 * math.ceil(config.count / rows)):  # gives up on a hopeless --novel
+    for drawn in range(1, batches + 1):  # noqa: B007 (the message reads it)
         with torch.inference_mode(), num_threads(THREADS):  # each batch alike, however it is consumed
-            ids = _sample_batch(predictor, context, rows, config.max_length - len(prefix_ids), generator)
-        batch: list[str] = []
-        for row in ids.tolist():
-            body = row[: row.index(BOUNDARY)] if BOUNDARY in row else row
-            name = config.prefix + vocab.decode(body)
-            if name and name not in exclude:
-                batch.append(name)
-                if len(batch) == left:
-                    yield batch
-                    return
+            names = draw(rows)
+        batch = keep.take(names, left)
         left -= len(batch)
         if batch:
             yield batch
-    raise ConfigError(
-        f"drew only {config.count - left} of {config.count} names (the rest were empty or already known): "
-        "lower -n, raise --temperature or drop --novel"
+        if not left:
+            return
+    raise ConfigError(_shortfall(config, automaton, rejection, config.count - left, drawn * rows))
+
+
+def _drawer(
+    predictor: Predictor,
+    vocab: Vocab,
+    block_size: int,
+    config: SampleConfig,
+    automaton: Automaton,
+    keep: Filter,
+    generator: torch.Generator,
+) -> tuple[Callable[[int], list[str]], bool]:
+    """How to draw `rows` names (those that come out valid, in order), and whether it is exact.
+
+    Every way starts after the prefix: its characters are given, not drawn (top-k and top-p
+    apply to the drawn ones), so the distribution is the model's P(rest | prefix).
+    """
+    prefix_ids = vocab.encode(config.prefix)
+    context = ([BOUNDARY] * block_size + prefix_ids)[-block_size:]
+    state = automaton.start
+    for i in prefix_ids:
+        state = int(automaton.step[state, i])  # live: --prefix is one of the constraints
+    fits = isinstance(predictor, TablePredictor) and (
+        conditional.table_bytes(predictor.contexts, automaton, config.max_length) <= EXACT_MAX_BYTES
     )
+    if fits and (config.constrained or config.unique or keep.known or config.top_k or config.top_p):
+        assert isinstance(predictor, TablePredictor)
+        exact = _Exact(predictor, config, automaton, conditional.Start(predictor.key(context), state, len(prefix_ids)))
+        if config.unique or keep.known:
+            exact.check_enough(keep, vocab)
+        if config.constrained:
+            return exact.drawer(vocab, generator), True
+    rule = _Rule(automaton, config, len(prefix_ids), state) if config.constrained else None
+    steps = config.max_length - len(prefix_ids) + 1  # the last step may only end the name
+
+    def draw(rows: int) -> list[str]:
+        ids = _sample_batch(predictor, context, rows, steps, generator, rule)
+        ok = ids.eq(BOUNDARY).any(dim=1) if rule is None else rule.ok
+        if rule is None and not config.prefix:
+            ok &= ids[:, 0] != BOUNDARY  # an empty name is not a name
+        return [config.prefix + vocab.decode(row) for row, good in zip(ids.tolist(), ok.tolist()) if good]
+
+    return draw, False
+
+
+class _Exact:
+    """The exact conditional sampler of a table model, built after one refusal if the model gives
+    the constraints (almost) no probability (top-k and top-p can make it exactly 0)."""
+
+    def __init__(
+        self, predictor: TablePredictor, config: SampleConfig, automaton: Automaton, start: conditional.Start
+    ) -> None:
+        self.config, self.automaton, self.start = config, automaton, start
+        self.probs = predictor.probabilities()
+        self.table = conditional.backward(self.probs, automaton, config.min_length, config.max_length)
+        total = self.table.at(start)
+        if not total > TINY_PROBABILITY:
+            raise ConfigError(
+                f"names of {config.min_length} to {config.max_length} characters{conditional.spelt(automaton)} "
+                f"have probability {total:.3g} under this model: it can draw none; relax the constraints"
+                + (" or --top-k/--top-p" if config.top_k or config.top_p else "")
+            )
+
+    def drawer(self, vocab: Vocab, generator: torch.Generator) -> Callable[[int], list[str]]:
+        def draw(rows: int) -> list[str]:
+            ids = conditional.draw(self.probs, self.table, self.automaton, self.start, rows, generator)
+            return [self.config.prefix + vocab.decode(row) for row in ids.tolist()]
+
+        return draw
+
+    def check_enough(self, keep: Filter, vocab: Vocab) -> None:
+        conditional.check_enough(self.probs, self.automaton, self.config, self.start, keep.known, vocab)
+
+
+class _Rule:
+    """Rejection's bookkeeping: each row's automaton state; a row is abandoned (done, not ok)
+    the moment its state is dead or it could not end within --max-length, so it costs no more steps."""
+
+    def __init__(self, automaton: Automaton, config: SampleConfig, start_length: int, start_state: int) -> None:
+        self.automaton, self.config = automaton, config
+        self.start_length, self.start_state = start_length, start_state
+
+    def start(self, rows: int) -> None:
+        self.state = torch.full((rows,), self.start_state, dtype=torch.long)
+        self.ok = torch.zeros(rows, dtype=torch.bool)
+
+    def advance(self, nxt: torch.Tensor, fresh: torch.Tensor, t: int) -> torch.Tensor:
+        """After step t (0-based) drew nxt (rows,) for the rows still going (`fresh`): the rows abandoned."""
+        ends = fresh & (nxt == BOUNDARY)
+        length = self.start_length + t  # the name's length before this step's character
+        self.ok |= ends & self.automaton.accepting[self.state] & (length >= self.config.min_length)
+        going = fresh & (nxt != BOUNDARY)
+        self.state = torch.where(going, self.automaton.step[self.state, nxt], self.state)
+        reach = length + 1 + self.automaton.shortest[self.state.clamp_min(0)]
+        return going & ((self.state == DEAD) | (reach > self.config.max_length))
 
 
 def _sample_batch(
-    predictor: Predictor, context: list[int], rows: int, steps: int, generator: torch.Generator
+    predictor: Predictor,
+    context: list[int],
+    rows: int,
+    steps: int,
+    generator: torch.Generator,
+    rule: _Rule | None = None,
 ) -> torch.Tensor:
     """Sampled ids after the prefix: (rows, steps), BOUNDARY once a row is done.
 
@@ -93,12 +218,16 @@ def _sample_batch(
     state = predictor.start(context, rows)
     out = torch.full((rows, steps), BOUNDARY, dtype=torch.long)
     done = torch.zeros(rows, dtype=torch.bool)
+    if rule is not None:
+        rule.start(rows)
     for t in range(steps):
         cdf = predictor.cdf(state)  # (rows, vocab) float64, cumulative
         u = torch.rand(rows, 1, generator=generator, dtype=torch.float64) * cdf[:, -1:]
         nxt = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(cdf.shape[1] - 1)  # (rows,)
         nxt.masked_fill_(done, BOUNDARY)
         out[:, t] = nxt
+        if rule is not None:
+            done |= rule.advance(nxt, ~done, t)
         done |= nxt == BOUNDARY
         if bool(done.all()):
             break
@@ -106,75 +235,17 @@ def _sample_batch(
     return out
 
 
-class Predictor:
-    """Next-character distributions of the folded model, one forward pass per step.
-
-    State: the contexts (rows, block_size).
-    """
-
-    def __init__(self, model: NamesModel, config: SampleConfig, device: torch.device) -> None:
-        self.net, self.config, self.device = folded(model), config, device
-
-    def start(self, context: list[int], rows: int) -> torch.Tensor:
-        return torch.tensor(context).repeat(rows, 1)
-
-    def cdf(self, state: torch.Tensor) -> torch.Tensor:
-        return _cdf(self.net(state.to(self.device)), self.config).cpu()
-
-    def advance(self, state: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        return torch.cat([state[:, 1:], nxt[:, None]], dim=1)
-
-
-class TablePredictor(Predictor):
-    """The same distributions, each computed once, when a row first reaches its context.
-
-    With 27 characters and a context of 3 there are only 27**3 = 19,683 possible contexts, and
-    10,000 names visit a few thousand of them: a table beats a forward pass per row and step.
-    State: each row's context as one number, its ids read as digits in base vocab (oldest first).
-    """
-
-    def __init__(
-        self, model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig, device: torch.device
-    ) -> None:
-        super().__init__(model, config, device)
-        self.vocab_size, self.contexts = vocab_size, vocab_size**block_size
-        self.powers = vocab_size ** torch.arange(block_size - 1, -1, -1)  # (T,)
-        self.table = torch.empty(self.contexts, vocab_size, dtype=torch.float64)  # (contexts, vocab) cdfs
-        self.known = torch.zeros(self.contexts, dtype=torch.bool)
-
-    def start(self, context: list[int], rows: int) -> torch.Tensor:
-        return torch.full((rows,), int((torch.tensor(context) * self.powers).sum()), dtype=torch.long)
-
-    def cdf(self, state: torch.Tensor) -> torch.Tensor:
-        new = torch.unique(state[~self.known[state]])  # contexts no row has reached before
-        if new.numel():
-            digits = new[:, None] // self.powers % self.vocab_size  # (new, T) context ids
-            self.table[new] = super().cdf(digits)
-            self.known[new] = True
-        return self.table[state]
-
-    def advance(self, state: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        return (state * self.vocab_size + nxt) % self.contexts  # drop the oldest digit, append nxt
-
-
-def _predictor(
-    model: NamesModel, vocab_size: int, block_size: int, config: SampleConfig, device: torch.device
-) -> Predictor:
-    if vocab_size**block_size <= TABLE_MAX_CONTEXTS:
-        return TablePredictor(model, vocab_size, block_size, config, device)
-    return Predictor(model, config, device)
-
-
-def _cdf(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """Cumulative next-character probabilities (rows, vocab), float64, after temperature and top-k."""
-    logits = logits.double() / config.temperature
-    if config.top_k is not None and config.top_k < logits.shape[1]:
-        kth = torch.topk(logits, config.top_k, dim=1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    cdf = torch.softmax(logits, dim=1).cumsum(dim=1)
-    if not bool(torch.isfinite(cdf[:, -1]).all()):
-        raise CheckpointError(NON_FINITE)
-    return cdf
+def _shortfall(config: SampleConfig, automaton: Automaton, rejection: bool, found: int, draws: int) -> str:
+    if not rejection:
+        return (
+            f"drew only {found} of {config.count} names in {draws:,} draws (the rest were empty, too long or "
+            "already known): lower -n, raise --temperature or drop --novel, --unique or --min-distance"
+        )
+    return (
+        f"found {found} of {config.count} names satisfying {automaton.described} in {draws:,} draws "
+        "(rejection sampling, exact but bounded: this model is too large for the exact conditional sampler): "
+        "relax the constraints, lower -n or raise --max-draws"
+    )
 
 
 @dataclass(frozen=True)
@@ -182,6 +253,7 @@ class SampleReport:
     batches: Iterator[list[str]]  # drawn as they are read: write each out before the next is drawn
     seed: int
     note: str | None
+    log_likelihoods: Callable[[list[str]], list[float | None]]  # what `bnnames score` gives each name
 
 
 @num_threads(THREADS)
@@ -189,21 +261,20 @@ def sample_checkpoint(
     path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str, weights: str | None = None
 ) -> SampleReport:
     """Names from a checkpoint's best (or `weights`) weights, calibrated statistics when it has them."""
+    if config.min_distance and not novel:
+        raise ConfigError("--min-distance measures the distance to the names file: add --novel")
     ckpt = load_checkpoint(path)
-    unknown = "".join(sorted(set(config.prefix) - set(ckpt.vocab.chars)))
-    if unknown:
-        raise ConfigError(
-            f"--prefix {config.prefix!r} has characters not in the vocabulary of this model: {unknown!r} "
-            f"(it knows {short(''.join(ckpt.vocab.chars), 80)})"
-        )
     target = resolve_device(device)
     model = model_in_use(ckpt, weights)[0].to(target)
-    exclude: frozenset[str] = frozenset()
+    known: list[str] = []
     note = None
     if novel:
         dataset = dataset_for(ckpt, data)
-        exclude, note = frozenset(dataset.names), data_note(ckpt, dataset)
+        known, note = dataset.names, data_note(ckpt, dataset)
     seed = config.seed if config.seed is not None else secrets.randbits(62)
     generator = torch.Generator().manual_seed(seed)
-    batches = draw_batches(model, ckpt.vocab, ckpt.model_config.block_size, config, generator, exclude, target)
-    return SampleReport(batches, seed, note)
+    block_size = ckpt.model_config.block_size
+    keep = Filter(config, frozenset(known))
+    compile_constraints(config, ckpt.vocab)  # a bad constraint fails here, before the first batch is asked for
+    batches = draw_batches(model, ckpt.vocab, block_size, config, generator, keep, target)
+    return SampleReport(batches, seed, note, lambda names: score_names(model, ckpt.vocab, block_size, names))

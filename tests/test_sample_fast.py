@@ -8,6 +8,7 @@ import torch
 import bnnames.sample as sample_module
 from bnnames.config import ModelConfig, SampleConfig
 from bnnames.data import Vocab
+from bnnames.errors import ConfigError
 from bnnames.model import create_model
 from bnnames.sample import Predictor, TablePredictor, _sample_batch, draw_batches, sample_names
 
@@ -54,15 +55,16 @@ def test_top_k_one_is_greedy_decoding() -> None:
     with torch.inference_mode():
         for _ in range(10):
             ix = int(model(torch.tensor([context])).argmax())
-            if ix == 0:
-                break
+            assert ix != 0  # this model's greedy name never ends: it repeats "bspofy" for ever
             greedy, context = greedy + VOCAB.chars[ix - 1], context[1:] + [ix]
     config = SampleConfig(count=50, top_k=1, max_length=10, seed=0)
     with torch.inference_mode():
         for predictor in (TablePredictor(model, VOCAB.size, 3, config, CPU), Predictor(model, config, CPU)):
             ids = _sample_batch(predictor, [0, 0, 0], 50, 10, torch.Generator())
             assert [VOCAB.decode([i for i in row if i]) for row in ids.tolist()] == [greedy] * 50
-    assert sample_names(model, VOCAB, 3, config, torch.Generator()) == [greedy] * 50
+    # --max-length conditions, it never cuts: a name that cannot end within 10 characters is no name
+    with pytest.raises(ConfigError, match="names of 1 to 10 characters have probability 0 under this model"):
+        sample_names(model, VOCAB, 3, config, torch.Generator())
 
 
 def test_same_seed_same_names_and_never_an_empty_or_excluded_one() -> None:
@@ -77,17 +79,19 @@ def test_same_seed_same_names_and_never_an_empty_or_excluded_one() -> None:
 
 
 def _drawn_all_then_filtered(model, config: SampleConfig, seed: int, exclude: frozenset[str]) -> list[str]:  # type: ignore[no-untyped-def]
-    """The sampler as it was before streaming: every batch drawn, then the names kept in order."""
+    """The sampler as it was before streaming: every batch drawn, then the names kept in order
+    (one step past max_length: a row that has not ended by then is too long, drawn again, never cut)."""
     generator = torch.Generator().manual_seed(seed)
     predictor = TablePredictor(model, VOCAB.size, 3, config, CPU)
     context = ([0] * 3 + VOCAB.encode(config.prefix))[-3:]
     names: list[str] = []
+    steps = config.max_length - len(config.prefix) + 1
     while len(names) < config.count:
         with torch.inference_mode():
-            ids = _sample_batch(predictor, context, min(config.batch, 2 * config.count), config.max_length, generator)
+            ids = _sample_batch(predictor, context, min(config.batch, 2 * config.count), steps, generator)
         for row in ids.tolist():
             name = config.prefix + VOCAB.decode(row[: row.index(0)] if 0 in row else row)
-            if name and name not in exclude and len(names) < config.count:
+            if 0 in row and name and name not in exclude and len(names) < config.count:
                 names.append(name)
     return names
 
