@@ -10,14 +10,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bnnames.config import Split, SplitChoice, check_choice, choices
 from bnnames.data import Dataset
 from bnnames.errors import CheckpointError
 from bnnames.examples import Source, as_examples
 from bnnames.inference import count_rows, distinct_contexts, folded
 from bnnames.model import NamesModel
-from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import Checkpoint, data_note, dataset_for, load_checkpoint, model_in_use
+from bnnames.storage.checkpoint import Checkpoint, model_in_use
 
 CHUNK = 1 << 15  # contexts per forward pass: bounds memory (~70 MB for the wavenet), and the larger
 # a pass, the more of its positions share rows in the folded network (bnnames.inference.Folded)
@@ -76,20 +74,6 @@ class EvalReport:
     note: str | None  # set when --data is not the training file
 
 
-@num_threads(THREADS)
-def evaluate_checkpoint(
-    path: Path, split: str, stats: str | None, data: Path | None, device: str, weights: str | None = None
-) -> EvalReport:
-    """Loss on one split or on all three; `stats` None means calibrated when present, `weights`
-    None the best ones when kept (see choose_weights)."""
-    check_choice("split", split, SplitChoice)
-    ckpt = load_checkpoint(path)
-    dataset = dataset_for(ckpt, data)
-    splits = choices(Split) if split == "all" else (split,)
-    losses = checkpoint_losses(ckpt, dataset, splits, stats, resolve_device(device), weights, path)
-    return EvalReport(losses, data_note(ckpt, dataset))
-
-
 def checkpoint_losses(
     ckpt: Checkpoint,
     dataset: Dataset,
@@ -101,7 +85,13 @@ def checkpoint_losses(
 ) -> list[SplitLoss]:
     """The loss of a loaded checkpoint on each split: what `eval` prints, for `compare` too."""
     model, kind = model_in_use(ckpt, weights, stats)
-    model = model.to(target)
+    return model_losses(model.to(target), kind, dataset, splits, target, path)
+
+
+def model_losses(
+    model: NamesModel, kind: str, dataset: Dataset, splits: Sequence[str], target: torch.device, path: Path | None
+) -> list[SplitLoss]:
+    """The loss of `model` (on `target`, its statistics `kind` chosen) on each split of `dataset`."""
     losses = []
     for name in splits:
         examples = dataset.stream(name).to(target)

@@ -29,9 +29,9 @@ from bnnames.model import NamesModel
 from bnnames.novelty import Filter, by_likeness
 from bnnames.predict import Predictor, TablePredictor, make_predictor
 from bnnames.ranked import ranked_batches
-from bnnames.runtime import THREADS, num_threads, resolve_device
+from bnnames.runtime import THREADS, num_threads
 from bnnames.score import score_names
-from bnnames.storage.checkpoint import data_note, dataset_for, load_checkpoint, model_in_use
+from bnnames.storage.checkpoint import Checkpoint, data_note, dataset_for
 
 EXACT_MAX_BYTES = conditional.EXACT_MAX_BYTES
 TINY_PROBABILITY = 1e-300  # a constraint set the model gives less than this is refused as impossible
@@ -256,16 +256,13 @@ class SampleReport:
     log_likelihoods: Callable[[list[str]], list[float | None]]  # what `bnnames score` gives each name
 
 
-@num_threads(THREADS)
-def sample_checkpoint(
-    path: Path, config: SampleConfig, novel: bool, data: Path | None, device: str, weights: str | None = None
+def sample_model(
+    ckpt: Checkpoint, model: NamesModel, config: SampleConfig, novel: bool, data: Path | None, target: torch.device
 ) -> SampleReport:
-    """Names from a checkpoint's best (or `weights`) weights, calibrated statistics when it has them."""
+    """Names from `model` (a checkpoint's chosen weights and statistics, on `target`): `novel`
+    ones only leave out the names of the checkpoint's names file (or `data`)."""
     if config.min_distance and not novel:
         raise ConfigError("--min-distance measures the distance to the names file: add --novel")
-    ckpt = load_checkpoint(path)
-    target = resolve_device(device)
-    model = model_in_use(ckpt, weights)[0].to(target)
     known: list[str] = []
     note = None
     if novel:

@@ -18,8 +18,7 @@ from bnnames.data import Dataset, Vocab, name_examples
 from bnnames.errors import CheckpointError, ConfigError
 from bnnames.evaluate import target_log_probs
 from bnnames.model import NamesModel
-from bnnames.runtime import THREADS, num_threads, resolve_device
-from bnnames.storage.checkpoint import dataset_if_found, load_checkpoint, model_in_use
+from bnnames.storage.checkpoint import Checkpoint, dataset_if_found
 
 
 @dataclass(frozen=True)
@@ -100,15 +99,8 @@ def _where(dataset: Dataset) -> dict[str, str]:
     return where
 
 
-@num_threads(THREADS)
-def score_checkpoint(
-    path: Path,
-    names: list[str],
-    stats: str | None,
-    data: Path | None,
-    device: str,
-    weights: str | None = None,
-    sort: ScoreSort = "input",
+def score_model(
+    ckpt: Checkpoint, model: NamesModel, kind: str, names: list[str], data: Path | None, sort: ScoreSort = "input"
 ) -> ScoreReport:
     """Score `names` with a checkpoint in eval mode, with the weights and statistics eval would use.
 
@@ -117,12 +109,9 @@ def score_checkpoint(
     """
     if not names:
         raise ConfigError("no names to score: pass them as arguments, or - and one a line on stdin")
-    ckpt = load_checkpoint(path)
-    model, kind = model_in_use(ckpt, weights, stats)
     dataset, note = dataset_if_found(ckpt, data)
     if dataset is None:
         note = f"{note} (only the 'in names file' column needs it: shown as ?)"
-    model = model.to(resolve_device(device))
     totals = score_names(model, ckpt.vocab, ckpt.model_config.block_size, names)
     where = _where(dataset) if dataset is not None else {}
     scores = [

@@ -24,11 +24,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bnnames.api import load
 from bnnames.config import ModelConfig, SampleConfig, TrainConfig
 from bnnames.data import MAX_NAME_LENGTH, Vocab, dataset_from_bytes, parse_names, read_names
 from bnnames.errors import BnnamesError
 from bnnames.model import create_model
-from bnnames.sample import sample_checkpoint
 from bnnames.storage.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 SCALE = float(os.environ.get("BNNAMES_FUZZ_SCALE", "1"))
@@ -157,7 +157,7 @@ def check_checkpoint(path: Path, raw: bytes) -> None:
     contexts = torch.zeros((2, ckpt.model_config.block_size), dtype=torch.long)
     assert ckpt.model(contexts).shape == (2, ckpt.vocab.size)
     try:  # and it samples, or says in one line why it cannot (weights that overflow)
-        report = sample_checkpoint(path, SampleConfig(count=1, max_length=4, seed=0), False, None, "cpu")
+        report = load(path).draw(SampleConfig(count=1, max_length=4, seed=0))
         names = [name for batch in report.batches for name in batch]
     except BnnamesError as err:
         assert_clean(err)

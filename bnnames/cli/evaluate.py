@@ -37,9 +37,9 @@ def evaluate(
     weights: WeightsOpt = None,
 ) -> None:
     """Measure a checkpoint's loss on a split, in eval mode."""
-    from bnnames.evaluate import evaluate_checkpoint
+    from bnnames.api import load
 
-    report = evaluate_checkpoint(checkpoint, split, stats, data, device, weights)
+    report = load(checkpoint, weights=weights, stats=stats, device=device, data=data).evaluate_report(split)
     if report.note:
         note(report.note)
     rows = [

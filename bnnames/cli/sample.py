@@ -84,7 +84,7 @@ def sample(
 ) -> None:
     """Sample new names from a trained model (in eval mode, calibrated statistics when present):
     drawn from the model's distribution conditioned on every constraint (see docs/sampling.md)."""
-    from bnnames.sample import sample_checkpoint
+    from bnnames.api import load
     from bnnames.storage.files import atomic_writer, check_writable_folder
 
     config = SampleConfig(
@@ -108,7 +108,7 @@ def sample(
     )
     if output is not None:
         check_writable_folder(output, "names", "--output")
-    report = sample_checkpoint(checkpoint, config, novel, data, device, weights)
+    report = load(checkpoint, weights=weights, device=device, data=data).draw(config, novel)
     if report.note:
         note(report.note)
     batches: Iterable[list[str]] = report.batches

@@ -48,9 +48,10 @@ def score(
 ) -> None:
     """Score names: log-likelihood in nats, probability, nats per character (the end counts as one),
     and whether each is in the names file. Exit code 1 if a name has characters the model never saw."""
-    from bnnames.score import score_checkpoint
+    from bnnames.api import load
 
-    report = score_checkpoint(checkpoint, _read_names(names), stats, data, device, weights, sort)
+    given = _read_names(names)
+    report = load(checkpoint, weights=weights, stats=stats, device=device, data=data).score_report(given, sort)
     if report.note:
         note(escape(report.note))
     rows = [
