@@ -15,6 +15,7 @@ from bnnames.cli.cache import cache
 from bnnames.cli.calibrate import calibrate
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
+from bnnames.cli.export import export
 from bnnames.cli.help import Command, Group
 from bnnames.cli.sample import sample
 from bnnames.cli.score import score
@@ -52,6 +53,7 @@ def make_app() -> typer.Typer:
         ("eval", evaluate),
         ("sample", sample),
         ("score", score),
+        ("export", export),
         ("diagnose", diagnose),
         ("cache", cache),
     ]:
