@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bnnames.cli import make_app
 
-VERBS = ["train", "calibrate", "eval", "sample", "score", "diagnose", "cache"]
+VERBS = ["train", "calibrate", "eval", "sample", "score", "export", "diagnose", "cache"]
 WIDTHS = [80, 120]
 
 

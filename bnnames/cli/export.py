@@ -17,7 +17,7 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (replaced atomically).")],
     fmt: Annotated[
         str | None,
-        typer.Option("--format", metavar="[onnx|html]", help="What to write.", show_default="from -o's suffix"),
+        typer.Option("--format", help="What to write: onnx or html.", show_default="from -o's suffix"),
     ] = None,
     checkpoint: CheckpointOpt = Path(DEFAULT_CHECKPOINT),
     weights: WeightsOpt = None,

@@ -24,7 +24,7 @@ class ExportReport:
 
 def format_for(fmt: str | None, out: Path) -> str:
     """The format asked for, else the one -o's suffix names."""
-    known = sorted(set(FORMATS.values()))
+    known = list(dict.fromkeys(FORMATS.values()))  # onnx, html
     if fmt is None:
         fmt = FORMATS.get(out.suffix.lower())
         if fmt is None:
