@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bnnames.cli import make_app
 
-VERBS = ["train", "calibrate", "eval", "sample", "score", "diagnose", "compare", "cache"]
+VERBS = ["train", "calibrate", "eval", "sample", "score", "export", "diagnose", "compare", "cache"]
 WIDTHS = [80, 120]
 
 

@@ -16,6 +16,7 @@ from bnnames.cli.calibrate import calibrate
 from bnnames.cli.compare import compare
 from bnnames.cli.diagnose import diagnose
 from bnnames.cli.evaluate import evaluate
+from bnnames.cli.export import export
 from bnnames.cli.help import Command, Group
 from bnnames.cli.sample import sample
 from bnnames.cli.score import score
@@ -53,6 +54,7 @@ def make_app() -> typer.Typer:
         ("eval", evaluate),
         ("sample", sample),
         ("score", score),
+        ("export", export),
         ("diagnose", diagnose),
         ("compare", compare),
         ("cache", cache),
