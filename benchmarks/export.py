@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bnnames.api import load
 from bnnames.config import SampleConfig
-from bnnames.export.run import export_checkpoint
 from bnnames.sample import sample_names
 from bnnames.storage.checkpoint import load_checkpoint, model_in_use
 
@@ -87,8 +87,8 @@ def main(default: Path, wavenet: Path) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as folder:
         for label, ckpt in (("default", default), ("wavenet", wavenet)):
             page, graph = Path(folder) / f"{label}.html", Path(folder) / f"{label}.onnx"
-            row: dict[str, object] = {"page_bytes": export_checkpoint(ckpt, page).bytes}
-            row["onnx_bytes"] = export_checkpoint(ckpt, graph).bytes
+            row: dict[str, object] = {"page_bytes": load(ckpt).export(page).bytes}
+            row["onnx_bytes"] = load(ckpt).export(graph).bytes
             if browser:
                 row["page"] = {name: page_rate(browser, page, q, Path(folder)) for name, q in QUERIES.items()}
             torch.set_num_threads(1)

@@ -24,6 +24,7 @@ import torch
 from bnnames.config import ModelConfig, SampleConfig, ScoreSort, Split, SplitChoice, TrainConfig, check_choice, choices
 from bnnames.data import Vocab
 from bnnames.evaluate import EvalReport, model_losses
+from bnnames.export.run import ExportReport, export_model
 from bnnames.model import NamesModel
 from bnnames.runtime import THREADS, num_threads, resolve_device
 from bnnames.sample import SampleReport, sample_model
@@ -153,6 +154,10 @@ class Model:
         """The mean loss in nats per character (end included) on `split`: train, val or test."""
         check_choice("split", split, Split)
         return self.evaluate_report(split).losses[0].loss
+
+    def export(self, out: str | Path, fmt: str | None = None) -> ExportReport:
+        """Write the model as `fmt` ("onnx" or "html"; None: from `out`'s suffix), atomically (docs/export.md)."""
+        return export_model(self.checkpoint, self.network, self.stats, self.path.stem, Path(out), fmt)
 
     @num_threads(THREADS)
     def evaluate_report(self, split: str = "all") -> EvalReport:

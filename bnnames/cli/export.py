@@ -25,9 +25,11 @@ def export(
 ) -> None:
     """Export the model that `sample` uses: onnx (input `context`, output `logits`, see docs/export.md)
     or html (one page that makes names offline, weights inline, from file:// too)."""
-    from bnnames.export.run import export_checkpoint
+    from bnnames.api import load
+    from bnnames.export.run import format_for
 
-    report = export_checkpoint(checkpoint, output, fmt, weights, stats)
+    format_for(fmt, output)  # a bad format fails before the checkpoint is read
+    report = load(checkpoint, weights=weights, stats=stats).export(output, fmt)
     stdout().print(
         f"wrote {escape(str(report.path))}: {report.format}, {report.bytes:,} bytes, "
         f"{report.parameters:,} parameters ({report.stats} statistics)"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bnnames.errors import ConfigError
 from bnnames.export.network import Network, network_of
-from bnnames.storage.checkpoint import load_checkpoint, model_in_use
+from bnnames.model import NamesModel
+from bnnames.storage.checkpoint import Checkpoint
 from bnnames.storage.files import atomic_write_bytes, check_writable_folder
 
 FORMATS = {".onnx": "onnx", ".html": "html", ".htm": "html"}  # what -o's suffix implies
@@ -34,16 +35,14 @@ def format_for(fmt: str | None, out: Path) -> str:
     return fmt
 
 
-def export_checkpoint(
-    path: Path, out: Path, fmt: str | None = None, weights: str | None = None, stats: str | None = None
+def export_model(
+    ckpt: Checkpoint, model: NamesModel, kind: str, title: str, out: Path, fmt: str | None = None
 ) -> ExportReport:
-    """Write the model that `sample` would use (`weights`, `stats`: as for it) to `out`, atomically."""
+    """Write `model` (a checkpoint's chosen weights, statistics `kind`) to `out` as `fmt`, atomically."""
     fmt = format_for(fmt, out)
     check_writable_folder(out, f"{fmt} export", "-o")
-    ckpt = load_checkpoint(path)
-    model, kind = model_in_use(ckpt, weights, stats)
     network = network_of(model, ckpt.vocab, ckpt.model_config.block_size)
-    data = _render(network, fmt, title=path.stem)
+    data = _render(network, fmt, title=title)
     try:
         atomic_write_bytes(out, data)
     except OSError as err:
