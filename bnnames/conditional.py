@@ -137,6 +137,7 @@ def check_enough(
         return
     exist = backward((probs > 0).double(), automaton, config.min_length, config.max_length).at(start)
     chars = set(vocab.chars)
+    possible = (probs > 0).tolist() if config.top_k or config.top_p else None
     taken = sum(
         1
         for name in known
@@ -144,6 +145,7 @@ def check_enough(
         and name.startswith(config.prefix)
         and set(name) <= chars
         and automaton.accepts(vocab.encode(name))
+        and (possible is None or _drawable(vocab.encode(name), len(config.prefix), possible))
     )
     if exist - taken < config.count:
         where = f" ({taken:,} more are in the names file)" if known else ""
@@ -151,6 +153,18 @@ def check_enough(
             f"there are only {max(exist - taken, 0):,.0f} different names of {config.min_length} to "
             f"{config.max_length} characters{spelt(automaton)}{where}: ask for at most that many with -n"
         )
+
+
+def _drawable(ids: list[int], given: int, possible: list[list[bool]]) -> bool:
+    """Whether a name has nonzero probability after top-k/top-p (its first `given` ids are the
+    prefix, given not drawn): contexts as table keys from the empty one (key 0)."""
+    contexts, vocab = len(possible), len(possible[0])
+    key = 0
+    for at, i in enumerate([*ids, BOUNDARY]):
+        if at >= given and not possible[key][i]:
+            return False
+        key = (key * vocab + i) % contexts
+    return True
 
 
 def spelt(automaton: Automaton) -> str:

@@ -10,7 +10,9 @@ names; for the wavenet h = 0 (log p <= 0), so it visits every prefix likelier th
 within RANKED_MAX_NODES nodes.
 
 Up to BATCH incomplete nodes leave the queue together, for one forward pass; a complete name is
-given out only from the top of the queue with no node waiting to be expanded, so the order stays exact.
+given out only from the top of the queue with no node waiting to be expanded, so the order stays
+exact. A node's next steps are queued one at a time, best first (`_Children`): the queue holds
+about one entry per step taken instead of one per character of every expanded node.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -31,7 +34,7 @@ from bnnames.novelty import Filter
 from bnnames.predict import TablePredictor, make_predictor, next_probs
 from bnnames.runtime import THREADS, num_threads
 
-RANKED_MAX_NODES = 2_000_000  # nodes queued before the search gives up (a few hundred MB of Python tuples)
+RANKED_MAX_NODES = 300_000  # nodes expanded before the search gives up (each keeps its ~V next steps: ~1 KB)
 BATCH = 256  # nodes expanded by one forward pass
 
 
@@ -80,6 +83,23 @@ class _Model:
         return self.best[length][torch.tensor(contexts), states]
 
 
+@dataclass(frozen=True)
+class _Node:
+    ids: tuple[int, ...]  # the name so far
+    state: int  # its automaton state
+    context: object  # its context (a table key, or the last block_size ids)
+    g: float  # log P(ids)
+
+
+@dataclass(frozen=True)
+class _Children:
+    """A node's next steps, best first: one queue entry stands for the best one not yet taken
+    (the next is queued when it is taken), so the queue grows by about one entry a step, not V."""
+
+    parent: _Node
+    order: list[tuple[float, int, float]]  # (priority g + h, id, g), descending; BOUNDARY: the name ends
+
+
 def ranked_batches(
     model: NamesModel,
     vocab: Vocab,
@@ -94,28 +114,30 @@ def ranked_batches(
         net = _Model(model, vocab, block_size, config, automaton, keep, device)
         h0 = float(net.h(0, [net.start], torch.tensor([automaton.start]))[0])
     tie = itertools.count()
-    # (-(g + h), tie, complete, ids, automaton state, context, g)
-    queue = [(-h0, next(tie), False, (), automaton.start, net.start, 0.0)]
-    left = config.count
+    root = _Children(_Node((), BOUNDARY, None, 0.0), [(h0, -1, 0.0)])  # -1: the empty name's node itself
+    queue: list[tuple[float, int, _Children, int]] = [(-h0, next(tie), root, 0)]  # (-priority, tie, children, at)
+    left, expanded = config.count, 0
     while queue and left:
         batch: list[str] = []
-        while queue and queue[0][2] and left:  # complete names at the top: none likelier is waiting
-            name = vocab.decode(list(heapq.heappop(queue)[3]))
-            taken = keep.take([name], left)
+        while queue and _ends(queue[0]) and left:  # complete names at the top: none likelier is waiting
+            children, at = _pop(queue, tie)
+            taken = keep.take([vocab.decode(list(children.parent.ids))], left)
             batch += taken
             left -= len(taken)
         if batch:
             yield batch
-        popped = []
-        while queue and not queue[0][2] and len(popped) < BATCH:
-            popped.append(heapq.heappop(queue))
+        popped: list[_Node] = []
+        while queue and not _ends(queue[0]) and len(popped) < BATCH:
+            children, at = _pop(queue, tie)
+            popped.append(_child(net, automaton, children, at, net.start))
         if popped:
+            expanded += len(popped)
             with torch.inference_mode(), num_threads(THREADS):
-                for item in _children(net, automaton, config, popped, tie):
-                    heapq.heappush(queue, item)
-        if next(tie) > RANKED_MAX_NODES:
+                for children in _expand(net, automaton, config, popped):
+                    heapq.heappush(queue, (-children.order[0][0], next(tie), children, 0))
+        if expanded > RANKED_MAX_NODES:
             raise ConfigError(
-                f"--ranked gave up after {RANKED_MAX_NODES:,} search nodes with {config.count - left} of "
+                f"--ranked gave up after expanding {RANKED_MAX_NODES:,} search nodes with {config.count - left} of "
                 f"{config.count} names found (this model has no exact search heuristic): lower -n or add constraints"
             )
     if left:
@@ -125,30 +147,48 @@ def ranked_batches(
         )
 
 
-def _children(net: _Model, automaton: Automaton, config: SampleConfig, popped: list, tie) -> list:  # type: ignore[no-untyped-def]
-    """The queue items after each popped node: its end (when it may end) and each next character."""
-    lp = net.log_probs([item[5] for item in popped])  # (k, V)
+def _ends(entry: tuple[float, int, _Children, int]) -> bool:
+    return entry[2].order[entry[3]][1] == BOUNDARY
+
+
+def _pop(queue: list, tie: Iterator[int]) -> tuple[_Children, int]:
+    """The best entry off the queue, its next sibling queued in its place."""
+    _, _, children, at = heapq.heappop(queue)
+    if at + 1 < len(children.order):
+        heapq.heappush(queue, (-children.order[at + 1][0], next(tie), children, at + 1))
+    return children, at
+
+
+def _child(net: _Model, automaton: Automaton, children: _Children, at: int, start: object) -> _Node:
+    _, x, g = children.order[at]
+    parent = children.parent
+    if x < 0:  # the root
+        return _Node((), automaton.start, start, 0.0)
+    return _Node((*parent.ids, x), int(automaton.step[parent.state, x]), net.after(parent.context, x), g)
+
+
+def _expand(net: _Model, automaton: Automaton, config: SampleConfig, popped: list[_Node]) -> list[_Children]:
+    """Each popped node's next steps, best first: its end (when it may end) and each next character."""
+    lp = net.log_probs([node.context for node in popped])  # (k, V)
     out = []
-    for row, (_, _, _, ids, state, context, g) in zip(lp.tolist(), popped):
-        n = len(ids)
-        if bool(automaton.accepting[state]) and n >= config.min_length and row[BOUNDARY] > float("-inf"):
-            out.append((-(g + row[BOUNDARY]), next(tie), True, ids, state, context, g + row[BOUNDARY]))
-        if n >= config.max_length:
-            continue
-        states = automaton.step[state]  # (V,)
-        chars = [
-            x
-            for x in range(1, len(row))
-            if int(states[x]) != DEAD
-            and row[x] > float("-inf")
-            and n + 1 + int(automaton.shortest[states[x]]) <= config.max_length
-        ]
-        if not chars:
-            continue
-        contexts = [net.after(context, x) for x in chars]
-        hs = net.h(n + 1, contexts, states[chars]).tolist()
-        for x, after, h in zip(chars, contexts, hs):
-            if h > float("-inf"):
-                cost = g + row[x]
-                out.append((-(cost + h), next(tie), False, (*ids, x), int(states[x]), after, cost))
+    for row, node in zip(lp.tolist(), popped):
+        n = len(node.ids)
+        order = []
+        if bool(automaton.accepting[node.state]) and n >= config.min_length and row[BOUNDARY] > float("-inf"):
+            order.append((node.g + row[BOUNDARY], BOUNDARY, node.g + row[BOUNDARY]))
+        if n < config.max_length:
+            states = automaton.step[node.state]  # (V,)
+            chars = [
+                x
+                for x in range(1, len(row))
+                if int(states[x]) != DEAD
+                and row[x] > float("-inf")
+                and n + 1 + int(automaton.shortest[states[x]]) <= config.max_length
+            ]
+            if chars:
+                hs = net.h(n + 1, [net.after(node.context, x) for x in chars], states[chars]).tolist()
+                order += [(node.g + row[x] + h, x, node.g + row[x]) for x, h in zip(chars, hs) if h > float("-inf")]
+        if order:
+            order.sort(key=lambda item: -item[0])  # stable: ties in id order
+            out.append(_Children(node, order))
     return out

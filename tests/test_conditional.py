@@ -181,3 +181,20 @@ def test_exact_sampler_matches_rejection_on_a_trained_model(trained, monkeypatch
     df = len(big)
     assert df > 50  # many distinct names: the test has power
     assert stat < df + 7 * math.sqrt(2 * df), (stat, df)
+
+
+def test_unique_and_novel_counts_are_the_brute_force_names_of_nonzero_probability() -> None:
+    from bnnames.errors import ConfigError
+
+    model = _tiny()
+    config = SampleConfig(max_length=4, top_k=3, suffix="a", unique=True)
+    everything = _brute_force(model, config)
+    allowed = [name for name in everything if _satisfies(name, config)]
+    positive = {name for name in allowed if everything[name] > 0}  # 11 of the 40 that satisfy them
+    impossible = [name for name in allowed if everything[name] == 0][:10]  # top-k never draws these
+    known = frozenset(sorted(positive)[::2] + impossible + ["b"])
+    available = len(positive - known)
+    assert 0 < available != len(positive) - len(known & set(allowed))  # counting the impossible ones says less
+    too_many = SampleConfig(**{**config.__dict__, "count": available + 1})
+    with pytest.raises(ConfigError, match=f"there are only {available} different names of 1 to 4 characters"):
+        sample_names(model, VOCAB, 2, too_many, torch.Generator(), exclude=known)

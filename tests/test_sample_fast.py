@@ -109,3 +109,22 @@ def test_streamed_batches_are_the_names_drawn_all_at_once_in_the_same_order(monk
     streamed = first + [name for batch in batches for name in batch]
     assert streamed == expected
     assert len(drawn) > 10  # many batches: the order across them was checked
+
+
+@pytest.mark.parametrize(
+    ("top_k", "top_p", "kept"),
+    [
+        (None, 0.79, [0.5, 0.3]),
+        (None, 0.81, [0.5, 0.3, 0.15]),
+        (None, 0.4, [0.5]),
+        (2, 0.9, [0.5, 0.3]),
+        (None, 1.0, None),
+    ],
+)
+def test_top_p_keeps_the_fewest_likeliest_characters_that_reach_p(top_k, top_p, kept) -> None:  # type: ignore[no-untyped-def]
+    from bnnames.predict import next_probs
+
+    probs = torch.tensor([[0.05, 0.3, 0.5, 0.15]], dtype=torch.float64)  # order shuffled: sorting is the point
+    out = next_probs(probs.log(), SampleConfig(top_k=top_k, top_p=top_p))[0]
+    expected = probs[0] if kept is None else torch.tensor([p if p in kept else 0.0 for p in probs[0].tolist()]).double()
+    torch.testing.assert_close(out, expected / expected.sum())
