@@ -17,6 +17,7 @@ from bnnames.compare.table import weight_names
 from bnnames.diagnostics.plots import DPI, UPDATE_GUIDE, density, save_png
 from bnnames.errors import DiagnosticsError
 
+TRAIN_WINDOW = 5  # the train line: the mean over this many history points (each is a few mini-batches)
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -55,14 +56,15 @@ def _losses(runs: list[Run]) -> Figure:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
     whole.set_yscale("log")  # a bad init starts far above ln(vocab): on a log axis the end stays readable
-    for axis in (whole.xaxis, late.xaxis, whole.yaxis):
-        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.4g}"))
+    for axis in (whole.xaxis, late.xaxis):
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         axis.set_minor_formatter(NullFormatter())
-    whole.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+    whole.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    whole.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
     handles = [Line2D([], [], color=colour(i), label=run.label) for i, run in enumerate(runs)]
     handles += [
         Line2D([], [], color="gray", label="val (whole split, running stats)"),
-        Line2D([], [], color="gray", linestyle="--", label="train (mini-batches)"),
+        Line2D([], [], color="gray", linestyle="--", label=f"train (mini-batches, mean of {TRAIN_WINDOW} points)"),
     ]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
@@ -73,8 +75,13 @@ def _loss_lines(ax, run: Run, col: str, late: bool, start: float) -> None:  # ty
     if run.history is not None and run.history.points:
         points = [p for p in run.history.points if not late or p.step >= start]
         ax.plot([p.step for p in points], [p.val for p in points], color=col, linewidth=1.5)
-        trained = [p for p in points if p.train is not None]
-        ax.plot([p.step for p in trained], [p.train for p in trained], color=col, linestyle="--", linewidth=1)
+        trained = [p for p in run.history.points if p.train is not None]
+        means = [
+            sum(p.train for p in trained[max(0, i + 1 - TRAIN_WINDOW) : i + 1]) / min(i + 1, TRAIN_WINDOW)
+            for i in range(len(trained))
+        ]  # type: ignore[misc]
+        pairs = [(p.step, m) for p, m in zip(trained, means) if not late or p.step >= start]
+        ax.plot([s for s, _ in pairs], [m for _, m in pairs], color=col, linestyle="--", linewidth=1, alpha=0.8)
     else:
         points = [p for p in run.curve.points if not late or p.step >= start]
         ax.plot([p.step for p in points], [p.val for p in points], color=col, linewidth=1.5, marker="o", markersize=3)

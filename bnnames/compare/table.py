@@ -122,7 +122,7 @@ def _loss(run: Run, stats: str, split: str) -> str:
 
 def _gap(run: Run, stats: str) -> str:
     losses = _losses(run, stats)
-    return losses if isinstance(losses, str) else f"{losses['val'] - losses['train']:+.4f}"
+    return losses if isinstance(losses, str) else _signed(losses["val"] - losses["train"])
 
 
 def _losses(run: Run, stats: str) -> dict[str, float] | str:
@@ -136,7 +136,12 @@ def _calibration_gain(run: Run) -> str:
     running, calibrated = _losses(run, "running"), _losses(run, "calibrated")
     if isinstance(calibrated, str) or isinstance(running, str):
         return MISSING
-    return f"{calibrated['val'] - running['val']:+.4f}"
+    return _signed(calibrated["val"] - running["val"])
+
+
+def _signed(value: float) -> str:
+    """+0.0123 / -0.0123, and 0.0000 for what rounds to nothing (no "-0.0000")."""
+    return "0.0000" if round(value, 4) == 0 else f"{value:+.4f}"
 
 
 def _layer(run: Run, i: int, field: str) -> str:
