@@ -76,6 +76,12 @@ def test_diagnose_prints_plain_tables(trained):
     assert_aligned(lines, "weight  ", rows=3)
 
 
+def test_compare_prints_a_plain_table(trained):
+    text = cli("compare", trained, trained, "--name", "a", "--name", "b").stdout
+    assert_plain(text)
+    assert any(line.split()[:1] == ["steps"] for line in text.splitlines()), text
+
+
 def test_cache_prints_plain_lines(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert_plain(cli("cache").stdout)

@@ -114,12 +114,12 @@ def stdout() -> Console:
     return console
 
 
-def make_table(*headers: str, title: str | None = None) -> Table:
-    """A table for stdout: boxed on a terminal; in a pipe or a file, columns aligned with spaces
-    and no box drawing."""
+def make_table(*headers: str, title: str | None = None, **options: Any) -> Table:
+    """A table for stdout (`options`: rich's Table's): boxed on a terminal; in a pipe or a file,
+    columns aligned with spaces and no box drawing."""
     if stdout().is_terminal:
-        return Table(*headers, title=title)
-    return Table(*headers, title=title, box=None, pad_edge=False)
+        return Table(*headers, title=title, **options)
+    return Table(*headers, title=title, **{**options, "box": None, "pad_edge": False})
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

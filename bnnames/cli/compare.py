@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bnnames.cli.common import DeviceOpt, note, one_line_errors, stderr, stdout
+from bnnames.cli.common import DeviceOpt, make_table, note, one_line_errors, stderr, stdout
 from bnnames.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing it for real would import torch
@@ -64,7 +64,7 @@ def compare(
 def _table(comparison: Comparison) -> Table:
     from bnnames.compare.table import table_rows
 
-    table = Table(show_edge=False, pad_edge=False, padding=(0, 1))
+    table = make_table(show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("", no_wrap=True)
     for run in comparison.runs:
         table.add_column(escape(run.label), justify="right", overflow="fold")

@@ -41,8 +41,7 @@ class Run:
     ckpt: Checkpoint  # as of the last stop: what a save writes
     model: NamesModel
     generator: torch.Generator  # the training generator (hooks only read its state, for the checkpoint)
-    validator: Validator
-    recorder: Recorder | None
+    recorder: Recorder | None  # saved with the checkpoint
     progress: Progress
     first: int  # the step this invocation started at
     step: int

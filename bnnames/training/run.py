@@ -128,7 +128,7 @@ def _train(
     trainer = make_trainer(model, trainer_config(config, ckpt.curve), device, progress.note)
     validator = Validator(every, dataset.stream("val").to(device), ckpt.curve, ckpt.best_model)
     recorder = open_recorder(request.checkpoint, request.diagnostics_every, ckpt, train, request.resume)
-    run = Run(request.checkpoint, ckpt, model, generator, validator, recorder, progress, ckpt.step, ckpt.step)
+    run = Run(request.checkpoint, ckpt, model, generator, recorder, progress, ckpt.step, ckpt.step)
     run.saved = ckpt.step if request.resume else None
     between = _hooks(request, ckpt, validator, recorder, dataset, device)
     ceiling = loss_ceiling(dataset.vocab.size)

@@ -99,8 +99,7 @@ def native_step(
     inputs = _inputs(params, buffers, batch)
     vocab = params[0].shape[0]
     sizes = vocab_range(plan, vocab, ctx.shape)  # the vocabularies a package compiled now serves
-    keys = [step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None) for dynamic in (True, False)]
-    run, folder = _cached(keys, note)
+    run, folder = _cached(_keys(plan, inputs, vocab, weight_decay, sizes), note)
     if run is not None:
         return _bind(run, params, buffers)
     module = _Step(plan, len(keeps), len(params), [len(norm) for norm in buffers], weight_decay)
@@ -156,11 +155,19 @@ def cached_package(
     inputs, vocab = _inputs(params, buffers, batch), params[0].shape[0]
     sizes = vocab_range(plan, vocab, batch[0].shape)
     folder = compile_cache_folder(os.environ) / PACKAGES
-    for dynamic in (True, False):
-        path = folder / f"{step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None)}.pt2"
+    for key in _keys(plan, inputs, vocab, weight_decay, sizes):
+        path = folder / f"{key}.pt2"
         if path.is_file() and packages.record_path(path).is_file():  # (_cached checks both before a load)
             return path
     return None
+
+
+def _keys(
+    plan: Plan, inputs: list[torch.Tensor], vocab: int, weight_decay: float, sizes: tuple[int, int | None]
+) -> list[str]:
+    """The cache keys a step may be found under, in the order they are looked up: the package
+    serving a range of vocabularies first, then the one for this vocabulary alone."""
+    return [step_key(plan, inputs, vocab, weight_decay, sizes if dynamic else None) for dynamic in (True, False)]
 
 
 def _inputs(
